@@ -1,0 +1,45 @@
+# Borderlane developer entry points. `make test` and `make demo` work from a fresh clone on
+# Debian 12: they install what is missing (system packages as root, then .venv), then run.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test demo bench lint system-packages venv clean help
+
+help:
+	@echo "make test    install what is missing, lint, run every test on the real stack"
+	@echo "make demo    run the stack (DEMO_SECONDS=N stops it by itself)"
+	@echo "make bench   run the benchmarks and print their figures"
+	@echo "make lint    ruff check and format check"
+
+test: system-packages $(INSTALLED) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: system-packages $(INSTALLED)
+	$(BIN)/python scripts/demo.py
+
+bench: system-packages $(INSTALLED)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+system-packages:
+	@PYTHON=$(PYTHON) sh scripts/system-packages.sh
+
+venv: $(INSTALLED)
+
+# Reinstalled only when the package metadata changes; the install is editable, so code changes
+# need nothing.
+$(INSTALLED): setup.cfg pyproject.toml | system-packages
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache .hypothesis *.egg-info

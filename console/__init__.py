@@ -1,0 +1,1 @@
+"""Borderlane console: provisions kiosks, signs watchlist deltas, stores crossings."""

@@ -1,0 +1,1 @@
+"""Borderlane kiosk agent: reads travel documents, screens travellers offline, records crossings."""

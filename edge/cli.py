@@ -1,0 +1,29 @@
+"""``borderlane-edge``: the kiosk agent's command line, for technicians and the lane itself.
+
+A thin layer: each command group lives next to the code it drives and is registered here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .sim.cli import sim
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="borderlane", prog_name="borderlane-edge")
+def cli() -> None:
+    """The Borderlane kiosk agent and its tools for technicians.
+
+    \b
+    Examples:
+      borderlane-edge sim card --port 35963      insert a virtual card into the vpcd reader
+      borderlane-edge sim card --help            what the virtual card answers
+    """
+
+
+cli.add_command(sim)
+
+
+def main() -> None:
+    cli(prog_name="borderlane-edge")

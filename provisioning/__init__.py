@@ -1,0 +1,1 @@
+"""Borderlane provisioning: device PKI, broker configuration and ACLs."""
