@@ -20,7 +20,6 @@ Console identities may read and write the whole tree.
 
 from __future__ import annotations
 
-import ctypes
 import getpass
 import os
 import shutil
@@ -168,13 +167,17 @@ class Mosquitto:
                 f"{self.executable} is not installed (apt-get install mosquitto mosquitto-clients)"
             )
         write_config(self.config)
+        command = [binary, "-c", str(self.config.config_file)]
+        # Parent-death signal: a broker must never outlive the test run or demo that started it,
+        # even one killed with SIGKILL. It fires when the starting *thread* exits.
+        if shutil.which("setpriv"):
+            command = ["setpriv", "--pdeathsig", "TERM", "--", *command]
         self._process = subprocess.Popen(
-            [binary, "-c", str(self.config.config_file)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         tls_host = (
             "127.0.0.1" if self.config.bind_address == "0.0.0.0" else self.config.bind_address
@@ -234,18 +237,6 @@ class Mosquitto:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if our process dies, even by SIGKILL.
-
-    A broker must never outlive the test run or demo that started it.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -56,13 +56,13 @@ def test_demo_stops_on_ctrl_c_and_leaves_no_broker(tmp_path):
     pid = broker_pid(banner)
     assert is_alive(pid)
     demo.send_signal(signal.SIGINT)
-    out, err = demo.communicate(timeout=30)
+    _, err = demo.communicate(timeout=30)
     assert demo.returncode == 0, err
     assert not is_alive(pid)
 
 
 def test_demo_rejects_a_bad_demo_seconds(tmp_path):
     demo = start_demo(tmp_path, seconds="soon")
-    out, err = demo.communicate(timeout=30)
+    _, err = demo.communicate(timeout=30)
     assert demo.returncode != 0
     assert err.strip() == "demo: DEMO_SECONDS must be a number of seconds, got 'soon'"
