@@ -14,49 +14,21 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
-import referencing
-from jsonschema.exceptions import ValidationError, best_match
+import jsonschema_rs
 
 from .errors import PayloadError
 
 _FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)\.v(?P<version>[0-9]+)\.json$")
 _SCHEMA_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)@(?P<version>[0-9]+)$")
-_UNEXPECTED = re.compile(r"\((.+) (?:was|were) unexpected\)")
 DEFS = "defs"
 """Shared definitions (envelope, ids, time); referenced by the payload schemas, not a payload."""
 
-
-@cache
-def _ecma_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a schema ``pattern`` with ECMA-262's ``$``: the end of the input, nothing else.
-
-    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would let
-    ``"kiosk\\n"`` through. Every unescaped ``$`` outside a character class becomes ``\\Z``.
-    """
-    out, escaped, in_class = [], False, False
-    for ch in pattern:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "[":
-            in_class = True
-        elif ch == "]":
-            in_class = False
-        elif ch == "$" and not in_class:
-            ch = r"\Z"
-        out.append(ch)
-    return re.compile("".join(out))
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
-    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
-"""Draft 2020-12 with JSON Schema's regex semantics for ``pattern`` (see :func:`_ecma_regex`)."""
+# jsonschema-rs, not the pure-Python reference implementation: the console validates every
+# payload it ingests (target 5,000 crossings/s on two cores) and the reference implementation
+# manages about 1,400 crossing payloads/s on one core; see scripts/benchmarks/contract.py.
+# It also gives `pattern` JSON Schema's (ECMA-262) meaning, where `$` is the end of the string,
+# so "kiosk-1\n" does not pass for a device id.
+_Validator = jsonschema_rs.Draft202012Validator
 
 
 def _schema_files() -> Iterator[tuple[str, int, Any]]:
@@ -67,17 +39,15 @@ def _schema_files() -> Iterator[tuple[str, int, Any]]:
 
 
 @cache
-def _catalogue() -> dict[str, dict[int, jsonschema.protocols.Validator]]:
+def _catalogue() -> dict[str, dict[int, _Compiled]]:
     documents = [(n, v, json.loads(f.read_text("utf-8"))) for n, v, f in _schema_files()]
-    registry = referencing.Registry().with_resources(
-        (doc["$id"], referencing.Resource.from_contents(doc)) for _, _, doc in documents
-    )
-    catalogue: dict[str, dict[int, jsonschema.protocols.Validator]] = {}
+    registry = jsonschema_rs.Registry([(doc["$id"], doc) for _, _, doc in documents])
+    catalogue: dict[str, dict[int, _Compiled]] = {}
     for name, version, doc in documents:
+        jsonschema_rs.meta.validate(doc)
         if name == DEFS:
             continue
-        jsonschema.Draft202012Validator.check_schema(doc)
-        validator = _Validator(doc, registry=registry)
+        validator = _Compiled(doc, _Validator(doc, registry=registry))
         catalogue.setdefault(name, {})[version] = validator
     return catalogue
 
@@ -116,7 +86,17 @@ def examples(name: str) -> Mapping[str, Any]:
     return json.loads(source.read_text("utf-8"))
 
 
-def _validators(name: str) -> dict[int, jsonschema.protocols.Validator]:
+class _Compiled:
+    """A schema document and its compiled validator."""
+
+    __slots__ = ("schema", "validator")
+
+    def __init__(self, schema: Mapping[str, Any], validator: Any) -> None:
+        self.schema = schema
+        self.validator = validator
+
+
+def _validators(name: str) -> dict[int, _Compiled]:
     try:
         return _catalogue()[name]
     except KeyError:
@@ -145,30 +125,65 @@ def validate(name: str, payload: Any) -> None:
     if validator is None:
         known = ", ".join(f"{name}@{v}" for v in sorted(validators))
         raise PayloadError(name, "/schema", f"unknown version {declared!r} (known: {known})")
-    errors = validator.iter_errors(payload)
-    first = next(errors, None)
-    if first is None:
+    if validator.validator.is_valid(payload):
         return
-    error = best_match([first, *errors])
+    # Only invalid payloads pay for error collection. The first error is the one reported:
+    # jsonschema-rs yields them in schema order, envelope fields first.
+    error = next(iter(validator.validator.iter_errors(payload)))
     path, problem = _describe(error)
     raise PayloadError(declared, path, problem)
 
 
-def _describe(error: ValidationError) -> tuple[str, str]:
+def _describe(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
     """A JSON Pointer to the failing field and a short statement of the problem."""
-    path = "".join(f"/{_escape(part)}" for part in error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [key for key in error.validator_value if key not in error.instance]
-        if missing:
-            return f"{path}/{_escape(missing[0])}", "required field is missing"
-    if error.validator == "not" and error.validator_value == {}:
+    error = _most_specific(error)
+    path = "".join(f"/{_escape(part)}" for part in error.instance_path)
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        return f"{path}/{_escape(kind.property)}", "required field is missing"
+    if isinstance(
+        kind,
+        jsonschema_rs.ValidationErrorKind.AdditionalProperties
+        | jsonschema_rs.ValidationErrorKind.UnevaluatedProperties,
+    ):
+        return f"{path}/{_escape(kind.unexpected[0])}", "unexpected field (not in the schema)"
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Not):
         return path, "field not allowed in this case"  # defs' "absent", used in if/then
-    if error.validator in ("additionalProperties", "unevaluatedProperties"):
-        unexpected = _UNEXPECTED.search(error.message)
-        if unexpected:
-            first = unexpected.group(1).split(", ")[0].strip("'")
-            return f"{path}/{_escape(first)}", "unexpected field (not in the schema)"
-    return path, error.message
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):
+        return path, f"{_shorten(repr(error.instance), 60)} does not match {kind.pattern!r}"
+    return path, _shorten(error.message, 200)
+
+
+def _most_specific(error: jsonschema_rs.ValidationError) -> jsonschema_rs.ValidationError:
+    """For "none of anyOf/oneOf matched", the error inside the branch the payload came closest to.
+
+    A branch whose very type differs from the value's was not what the sender meant; among the
+    rest, the error deepest in the payload names the field to fix.
+    """
+    kind = error.kind
+    if not isinstance(
+        kind,
+        jsonschema_rs.ValidationErrorKind.AnyOf | jsonschema_rs.ValidationErrorKind.OneOfNotValid,
+    ):
+        return error
+    depth = len(error.instance_path)
+    candidates = [
+        inner
+        for branch in kind.context
+        for inner in branch
+        if not (
+            isinstance(inner.kind, jsonschema_rs.ValidationErrorKind.Type)
+            and len(inner.instance_path) == depth
+        )
+    ]
+    if not candidates:
+        return error
+    return _most_specific(max(candidates, key=lambda inner: len(inner.instance_path)))
+
+
+def _shorten(text: str, limit: int) -> str:
+    """*text* cut to *limit* characters: a 32 KiB PEM must not flood a log line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _escape(part: object) -> str:

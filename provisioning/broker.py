@@ -33,6 +33,8 @@ from pathlib import Path
 from mqtt_schemas.topics import CHANNELS, DEVICES, FLEET, ROOT
 
 DEFAULT_CONSOLE_IDENTITIES = ("console",)
+MAX_PACKET_SIZE = 4 * 1024 * 1024
+"""Largest MQTT packet the broker accepts: a watchlist chunk fits, a runaway sender does not."""
 
 
 class BrokerError(Exception):
@@ -99,6 +101,7 @@ def render_config(config: BrokerConfig) -> str:
         "log_type notice",
         "log_type information",
         "connection_messages true",
+        f"max_packet_size {MAX_PACKET_SIZE}",
         f"persistence {'true' if config.persistence else 'false'}",
         f"persistence_location {config.directory}/",
         "",

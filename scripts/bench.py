@@ -66,7 +66,8 @@ def main() -> int:
         )
         + "\n"
     )
-    return 1 if any(row["met"] is False for row in rows) else 0
+    # Quick runs prove the benchmarks still run; their figures judge nothing.
+    return 1 if not args.quick and any(row["met"] is False for row in rows) else 0
 
 
 def format_table(rows: list[dict]) -> str:

@@ -159,7 +159,7 @@ def test_errors_come_back_as_status_words_and_the_link_survives(
 
 
 def sim_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edge.sim.cli", *args]
+    return [str(Path(sys.executable).parent / "borderlane-edge"), "sim", *args]
 
 
 def test_cli_card_stays_inserted_until_ctrl_c(pcsc_stack: PcscStack) -> None:
