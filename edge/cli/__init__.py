@@ -1,13 +1,14 @@
 """``borderlane-edge``: the kiosk agent's command line, for technicians and the lane itself.
 
-A thin layer: each command group lives next to the code it drives and is registered here.
+A thin layer over the agent's Python API: one module per command group in this package, each
+registered here. Commands print one-line errors and exit non-zero; they never show tracebacks.
 """
 
 from __future__ import annotations
 
 import click
 
-from .sim.cli import sim
+from .sim import sim
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
