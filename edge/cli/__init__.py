@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from .mrz import mrz
 from .sim import sim
 
 
@@ -20,9 +21,11 @@ def cli() -> None:
     Examples:
       borderlane-edge sim card --port 35963      insert a virtual card into the vpcd reader
       borderlane-edge sim card --help            what the virtual card answers
+      borderlane-edge mrz parse < scan.txt       what an MRZ says, as JSON
     """
 
 
+cli.add_command(mrz)
 cli.add_command(sim)
 
 
