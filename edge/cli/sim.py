@@ -13,7 +13,34 @@ from typing import TextIO
 
 import click
 
+from edge.documents.cbic import CbicHolder
+from edge.documents.emrtd.countries import issuer_matches
+from edge.documents.emrtd.lds import ImageFormat, image_format
+from edge.documents.mrz import MrzError
+from edge.documents.mrz import parse as parse_mrz
 from edge.sim.cards import DEMO_AID, IsoCard
+from edge.sim.cbic_card import CbicCard
+from edge.sim.cbic_issue import IssueError as CbicIssueError
+from edge.sim.cbic_issue import (
+    IssuerKey,
+    create_issuer,
+    issue_card_file,
+    load_card_image,
+    load_issuer,
+    save_card_image,
+    save_issuer,
+)
+from edge.sim.emrtd_chip import (
+    CHIP_TAMPERS,
+    ISSUE_TAMPERS,
+    EmrtdChip,
+    IssueError,
+    country_for_state,
+    issue_passport_image,
+    load_or_create_pki,
+    load_passport_image,
+    save_passport_image,
+)
 from edge.sim.mrz_reader import (
     SIM_FRAMINGS,
     NobodyReading,
@@ -22,7 +49,7 @@ from edge.sim.mrz_reader import (
     split_documents,
     synthetic_documents,
 )
-from edge.sim.vpcd import VPCD_DEFAULT_PORT, VpcdClient, VpcdUnavailable
+from edge.sim.vpcd import VPCD_DEFAULT_PORT, VirtualCard, VpcdClient, VpcdUnavailable
 
 __all__ = ["sim"]
 
@@ -47,7 +74,35 @@ def _parse_aids(
     return tuple(aids)
 
 
-@sim.command("card")
+class BadArgument(click.ClickException):
+    """One ``Error: ...`` line and exit status 2: the command line cannot be carried out."""
+
+    exit_code = 2
+
+
+class _OneLineErrors(click.Command):
+    """A command whose usage errors are one ``Error:`` line (exit 2), like all its errors.
+
+    Click's own (a bad --tamper choice, a missing option) otherwise print the usage and a hint
+    around the error; a technician reading a terminal, or a script checking stderr, wants one
+    line.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            raise BadArgument(error.format_message()) from None
+
+
+#: The issuer key id `sim issue-cbic` makes when its directory holds none.
+DEFAULT_CBIC_ISSUER = "bz-cbic-test-1"
+_CBIC_TAMPERS = ("bad-issuer-signature", "cloned")
+_CHIP_TAMPERS = tuple(t.value for t in CHIP_TAMPERS)
+_ISSUE_TAMPERS = tuple(t.value for t in ISSUE_TAMPERS)
+
+
+@sim.command("card", cls=_OneLineErrors)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd listens.")
 @click.option(
     "--port",
@@ -62,14 +117,62 @@ def _parse_aids(
     multiple=True,
     metavar="HEX",
     callback=_parse_aids,
-    help=f"An application the card holds; repeatable. [default: {DEMO_AID.hex().upper()}]",
+    help=f"Minimal card: an application it holds; repeatable. [default: {DEMO_AID.hex().upper()}]",
+)
+@click.option(
+    "--cbic",
+    "cbic_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="IMAGE",
+    help="Insert the CBIC of this card image (from `sim issue-cbic`).",
+)
+@click.option(
+    "--passport",
+    "passport_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="IMAGE",
+    help="Insert the ePassport chip of this passport image (from `sim issue-passport`).",
+)
+@click.option(
+    "--tamper",
+    "tampers",
+    multiple=True,
+    type=click.Choice(_CBIC_TAMPERS + _CHIP_TAMPERS + _ISSUE_TAMPERS),
+    metavar="DEFECT",
+    help="Make the card misbehave; repeatable. CBIC: bad-issuer-signature, cloned. "
+    "Passport: wrong-mac, wrong-mrz, altered-dg1 (unknown-csca, expired-ds and ds-country are "
+    "made by `sim issue-passport --tamper`).",
+)
+@click.option(
+    "--extended-length/--no-extended-length",
+    default=True,
+    show_default=True,
+    help="Passport: take extended APDUs, or answer them 6700 as a chip without them does.",
+)
+@click.option(
+    "--max-block",
+    type=click.IntRange(1, 65536),
+    metavar="N",
+    help="Passport: the most bytes one READ BINARY returns; asking for more gets 6700.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every APDU.")
-def card(host: str, port: int, aids: tuple[bytes, ...], verbose: bool) -> None:
-    """Insert a minimal ISO 7816-4 card into a running vpcd reader until Ctrl-C.
+def card(
+    host: str,
+    port: int,
+    aids: tuple[bytes, ...],
+    cbic_path: Path | None,
+    passport_path: Path | None,
+    tampers: tuple[str, ...],
+    extended_length: bool,
+    max_block: int | None,
+    verbose: bool,
+) -> None:
+    """Insert a virtual card into a running vpcd reader until Ctrl-C.
 
-    The card answers SELECT by AID (9000, or 6A82 for an AID it does not hold) and
-    GET CHALLENGE; PC/SC applications see it in the reader "Virtual PCD 00 00"
+    By default a minimal ISO 7816-4 card: it answers SELECT by AID (9000, or 6A82 for
+    an AID it does not hold) and GET CHALLENGE. With --cbic, a Cross-Border
+    Identification Card; with --passport, an ePassport chip (BAC, secure messaging,
+    EF.COM, DG1, DG2, EF.SOD). PC/SC applications see it in the reader "Virtual PCD 00 00"
     (port 35963) or "Virtual PCD 00 01" (port 35964) of Debian's vpcd setup.
 
     \b
@@ -77,17 +180,28 @@ def card(host: str, port: int, aids: tuple[bytes, ...], verbose: bool) -> None:
       borderlane-edge sim card
       borderlane-edge sim card --port 35964          # the second slot
       borderlane-edge sim card --aid A0000002471001 --aid F0424C414E4501 -v
+      borderlane-edge sim card --cbic worker.json
+      borderlane-edge sim card --cbic worker.json --tamper cloned
+      borderlane-edge sim card --passport anna.json --no-extended-length --max-block 223
+      borderlane-edge sim card --passport anna.json --tamper altered-dg1
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    client = VpcdClient(IsoCard(aids or (DEMO_AID,)), host, port)
+    virtual, description = _card_to_insert(
+        aids, cbic_path, passport_path, tampers, extended_length, max_block
+    )
+    client = VpcdClient(virtual, host, port)
+    if isinstance(virtual, CbicCard | EmrtdChip):
+        virtual.unplug = client.remove
     try:
         client.insert()
     except VpcdUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"card inserted into vpcd at {host}:{port} (ATR {client.card.atr.hex().upper()});")
+    click.echo(f"card inserted into vpcd at {host}:{port} (ATR {virtual.atr.hex().upper()});")
+    for line in description:
+        click.echo(line)
     click.echo("press Ctrl-C to remove it")
     try:
         # Short waits keep Ctrl-C responsive whatever the platform's lock semantics.
@@ -98,6 +212,251 @@ def card(host: str, port: int, aids: tuple[bytes, ...], verbose: bool) -> None:
         click.echo("card removed")
         return
     raise click.ClickException(f"vpcd at {host}:{port} closed the connection (pcscd stopped?)")
+
+
+def _card_to_insert(
+    aids: tuple[bytes, ...],
+    cbic_path: Path | None,
+    passport_path: Path | None,
+    tampers: tuple[str, ...],
+    extended_length: bool,
+    max_block: int | None,
+) -> tuple[VirtualCard, list[str]]:
+    """The card ``sim card``'s options ask for, and lines describing it."""
+    if cbic_path and passport_path:
+        raise BadArgument("--cbic and --passport: one card at a time")
+    if aids and (cbic_path or passport_path):
+        raise BadArgument("--aid is for the minimal card; a CBIC or passport has its own AID")
+    if passport_path is None and (not extended_length or max_block is not None):
+        raise BadArgument("--no-extended-length and --max-block are for --passport")
+    wrong = [t for t in tampers if t not in (_CBIC_TAMPERS if cbic_path else _CHIP_TAMPERS)]
+    if cbic_path is None and passport_path is None and tampers:
+        raise BadArgument("--tamper needs --cbic or --passport")
+    if passport_path is not None and wrong:
+        late = [t for t in wrong if t in _ISSUE_TAMPERS]
+        if late:
+            raise BadArgument(
+                f"--tamper {late[0]} is made at issuance: "
+                f"borderlane-edge sim issue-passport ... --tamper {late[0]}"
+            )
+        raise BadArgument(
+            f"--tamper {wrong[0]} is for a CBIC; a passport takes {', '.join(_CHIP_TAMPERS)}"
+        )
+    if cbic_path is not None and wrong:
+        raise BadArgument(
+            f"--tamper {wrong[0]} is for a passport; a CBIC takes {', '.join(_CBIC_TAMPERS)}"
+        )
+    tampered = f" (tampered: {', '.join(tampers)})" if tampers else ""
+    if cbic_path is not None:
+        try:
+            image = load_card_image(cbic_path)
+            cbic = CbicCard.from_image(
+                image,
+                bad_issuer_signature="bad-issuer-signature" in tampers,
+                cloned="cloned" in tampers,
+            )
+            number = CbicHolder.decode(image.holder_data).card_number
+        except OSError as exc:
+            raise BadArgument(f"--cbic {cbic_path}: {exc.strerror}") from None
+        except ValueError as exc:  # not JSON, not a card image, holder data that does not decode
+            raise BadArgument(f"--cbic {cbic_path}: {exc}") from None
+        return cbic, [f"CBIC {number}{tampered}"]
+    if passport_path is not None:
+        try:
+            passport = load_passport_image(passport_path)
+            chip = EmrtdChip.from_image(
+                passport, tamper=tampers, extended_length=extended_length, max_block=max_block
+            )
+        except IssueError as exc:
+            raise BadArgument(f"--passport {passport_path}: {exc}") from None
+        lengths = "extended length" if extended_length else "no extended length"
+        block = f", at most {max_block} bytes per read" if max_block else ""
+        return chip, [
+            f"ePassport chip ({lengths}{block}){tampered}; its printed MRZ:",
+            *(f"  {line}" for line in passport.printed_mrz.splitlines()),
+        ]
+    return IsoCard(aids or (DEMO_AID,)), []
+
+
+@sim.command("issue-cbic", cls=_OneLineErrors)
+@click.argument("holder", type=click.Path(dir_okay=False, path_type=Path), metavar="HOLDER.json")
+@click.option(
+    "--issuer-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="The issuer's keys (<key id>.key, .pem); a new key is made there the first time.",
+)
+@click.option(
+    "--key-id",
+    metavar="ID",
+    help="Which issuer key in DIR signs (made if absent). "
+    f"[default: the only one, or {DEFAULT_CBIC_ISSUER}]",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="IMAGE",
+    help="The card image to write (JSON; it holds the card's private key).",
+)
+def issue_cbic(holder: Path, issuer_dir: Path, key_id: str | None, out: Path) -> None:
+    """Issue a CBIC: sign the holder data of HOLDER.json and write a card image.
+
+    HOLDER.json names the profile's fields (see edge/sim/samples/*.json, and a
+    "portrait" image file beside it if the card carries one). The card key is made
+    now. The kiosk trusts the issuer through DIR's .pem files.
+
+    \b
+    Examples:
+      borderlane-edge sim issue-cbic edge/sim/samples/resident-worker.json \\
+          --issuer-dir ~/borderlane/issuer --out worker.json
+      borderlane-edge sim card --cbic worker.json
+    """
+    issuer, new = _cbic_issuer(issuer_dir, key_id)
+    try:
+        image = issue_card_file(holder, issuer)
+    except OSError as exc:
+        raise BadArgument(f"{exc.filename or holder}: {exc.strerror}") from None
+    except CbicIssueError as exc:
+        raise BadArgument(f"{holder}: {exc}") from None
+    try:
+        if new:  # kept only once it has signed a card: a bad holder file leaves DIR as it was
+            save_issuer(issuer, issuer_dir)
+            click.echo(f"created issuer key {issuer_dir / issuer.key_id}.key")
+        save_card_image(image, out)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or out}: {exc.strerror}") from None
+    number = CbicHolder.decode(image.holder_data).card_number
+    click.echo(f"issued CBIC {number} signed by {issuer.key_id} -> {out}")
+    click.echo(f"kiosk trust list: {issuer_dir / issuer.key_id}.pem")
+
+
+def _cbic_issuer(directory: Path, key_id: str | None) -> tuple[IssuerKey, bool]:
+    """The issuer key to sign with, and whether it is new (then the caller saves it)."""
+    keys = sorted(directory.glob("*.key")) if directory.is_dir() else []
+    if key_id is None and len(keys) > 1:
+        names = ", ".join(k.stem for k in keys)
+        raise BadArgument(f"--issuer-dir {directory} holds several keys ({names}): pick --key-id")
+    if key_id is None and keys:
+        key_id = keys[0].stem
+    key_id = key_id or DEFAULT_CBIC_ISSUER
+    path = directory / f"{key_id}.key"
+    try:
+        if path.exists():
+            return load_issuer(path), False
+        return create_issuer(key_id), True
+    except CbicIssueError as exc:
+        raise BadArgument(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"issuer key {path}: {exc.strerror}") from None
+
+
+@sim.command("issue-passport", cls=_OneLineErrors)
+@click.option(
+    "--mrz",
+    "mrz_text",
+    metavar="TEXT",
+    help="The data page's MRZ: lines separated by newlines or spaces, or joined.",
+)
+@click.option(
+    "--mrz-file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Read the MRZ from FILE (- for standard input).",
+)
+@click.option(
+    "--pki-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="The test PKI (csca.pem, ds.pem, keys); made there the first time, for the MRZ's "
+    "issuing state.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="IMAGE",
+    help="The passport image to write (JSON).",
+)
+@click.option(
+    "--face",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="JPEG",
+    help="The portrait for DG2, JPEG or JPEG 2000. [default: a synthetic specimen face]",
+)
+@click.option(
+    "--tamper",
+    "tampers",
+    multiple=True,
+    type=click.Choice(_ISSUE_TAMPERS),
+    metavar="DEFECT",
+    help="Issue a defective passport; repeatable: unknown-csca (signed under another CSCA), "
+    "expired-ds (DS certificate expired), ds-country (issuing state is not the DS's country).",
+)
+def issue_passport(
+    mrz_text: str | None,
+    mrz_file: TextIO | None,
+    pki_dir: Path,
+    out: Path,
+    face: Path | None,
+    tampers: tuple[str, ...],
+) -> None:
+    """Issue an ePassport: EF.COM, DG1 (the MRZ), DG2 (a face), EF.SOD signed by a test DS.
+
+    The chip's BAC keys come from the MRZ. The first run makes a test CSCA and Document
+    Signer in --pki-dir for the MRZ's issuing state (one directory per issuing state); the
+    kiosk trusts the passports through the CSCA certificate it prints.
+
+    \b
+    Examples:
+      borderlane-edge sim issue-passport --pki-dir ~/borderlane/pki --out anna.json \\
+          --mrz 'P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<
+                 L898902C36UTO7408122F1204159ZE184226B<<<<<10'
+      borderlane-edge sim issue-passport --pki-dir ~/borderlane/pki --mrz-file anna.mrz \\
+          --face portrait.jpg --out anna.json
+      borderlane-edge sim issue-passport --pki-dir ~/borderlane/pki --mrz-file anna.mrz \\
+          --tamper expired-ds --out expired.json
+      borderlane-edge sim card --passport anna.json
+    """
+    if (mrz_text is None) == (mrz_file is None):
+        raise BadArgument("give the MRZ with --mrz TEXT or --mrz-file FILE (one of them)")
+    text = mrz_text if mrz_text is not None else mrz_file.read()  # type: ignore[union-attr]
+    try:
+        document = parse_mrz(text)
+    except MrzError as exc:
+        raise BadArgument(f"MRZ: {exc}") from None
+    portrait = None
+    if face is not None:
+        try:
+            portrait = face.read_bytes()
+        except OSError as exc:
+            raise BadArgument(f"--face {face}: {exc.strerror}") from None
+        if image_format(portrait) is ImageFormat.UNKNOWN:
+            raise BadArgument(f"--face {face}: not a JPEG or JPEG 2000 image")
+    try:
+        pki, created = load_or_create_pki(pki_dir, country_for_state(document.issuing_state))
+    except IssueError as exc:
+        raise BadArgument(f"--pki-dir: {exc}") from None
+    if not issuer_matches(pki.country, document.issuing_state) and "ds-country" not in tampers:
+        raise BadArgument(
+            f"the PKI in {pki_dir} signs for {pki.country}, the MRZ's issuing state is "
+            f"{document.issuing_state}: use one --pki-dir per issuing state"
+        )
+    try:
+        image = issue_passport_image(text, pki=pki, face=portrait, tamper=tampers)
+    except IssueError as exc:
+        raise BadArgument(str(exc)) from None
+    try:
+        save_passport_image(image, out)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    made = "created" if created else "using"
+    defects = f" (defects: {', '.join(tampers)})" if tampers else ""
+    click.echo(f"issued ePassport {document.document_number}{defects} -> {out}")
+    click.echo(f"{made} the test PKI of {pki.country} in {pki_dir}")
+    click.echo(f"CSCA certificate for the kiosk (--csca): {(pki_dir / 'csca.pem').resolve()}")
 
 
 def _parse_hex(ctx: click.Context, param: click.Parameter, value: str) -> bytes:

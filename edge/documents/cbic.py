@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from edge.documents import tlv
 from edge.documents.apdu import CommandApdu, ResponseApdu, StatusWord
 from edge.documents.checks import Check, CheckResult
 
@@ -132,68 +133,46 @@ class CbicFormatError(ValueError):
 # -- checks ----------------------------------------------------------------------------------------
 
 
-# -- minimal BER-TLV -------------------------------------------------------------------------------
-# TODO(lead): dedupe with edge/documents/emrtd/lds.py's BER-TLV once both exist.
+# -- BER-TLV under the profile's rules -------------------------------------------------------------
+# edge.documents.tlv encodes and measures the data objects; the profile asks more than BER does,
+# because the holder data is signed and must have exactly one encoding: one-byte tags (every tag
+# of the profile is one), definite lengths in their shortest form and no longer than 82 XX XX
+# (files stay below 32 KiB), one template per file. Messages name the byte where a rule breaks.
 
-
-def _encode_tag(tag: int) -> bytes:
-    return tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big")
-
-
-def _encode_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes((length,))
-    if length <= 0xFF:
-        return bytes((0x81, length))
-    if length <= 0xFFFF:
-        return b"\x82" + length.to_bytes(2, "big")
-    raise CbicFormatError(f"a value of {length} bytes is too long for this profile")
+_LONG_LENGTH_FORMS = (0x81, 0x82)
+_MAX_VALUE = 0xFFFF
 
 
 def _tlv(tag: int, value: bytes) -> bytes:
-    return _encode_tag(tag) + _encode_length(len(value)) + value
+    if len(value) > _MAX_VALUE:
+        raise CbicFormatError(f"a value of {len(value)} bytes is too long for this profile")
+    return tlv.encode(tag, value)
 
 
-def _read_header(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, length, offset of the value) of the TLV at ``offset``; strict DER-style lengths."""
+def _read_tlv(data: bytes, offset: int) -> tuple[int, bytes, int]:
+    """(tag, value, end offset) of the data object at ``offset``, checked against the profile."""
     start = offset
     if offset >= len(data):
         raise CbicFormatError(f"expected a tag at byte {start}, found the end")
     tag = data[offset]
-    offset += 1
-    if tag & 0x1F == 0x1F:  # more tag bytes follow, the last one with b8 = 0
-        while True:
-            if offset >= len(data) or offset - start > 3:
-                raise CbicFormatError(f"unterminated or overlong tag at byte {start}")
-            tag = tag << 8 | data[offset]
-            offset += 1
-            if not data[offset - 1] & 0x80:
-                break
-    if offset >= len(data):
+    if tag & 0x1F == 0x1F:
+        raise CbicFormatError(f"multi-byte tag at byte {start}: the profile's tags are one byte")
+    if offset + 1 >= len(data):
         raise CbicFormatError(f"tag {tag:X} at byte {start} has no length")
-    first = data[offset]
-    offset += 1
-    if first < 0x80:
-        length = first
-    elif first in (0x81, 0x82):
-        size = first & 0x7F
-        if offset + size > len(data):
-            raise CbicFormatError(f"tag {tag:X} at byte {start}: truncated length")
-        length = int.from_bytes(data[offset : offset + size], "big")
-        offset += size
-        if length < (0x80 if size == 1 else 0x100):
-            raise CbicFormatError(f"tag {tag:X} at byte {start}: length not in its shortest form")
-    else:
+    first = data[offset + 1]
+    if first >= 0x80 and first not in _LONG_LENGTH_FORMS:
         raise CbicFormatError(f"tag {tag:X} at byte {start}: length byte {first:02X} not allowed")
-    return tag, length, offset
-
-
-def _read_tlv(data: bytes, offset: int) -> tuple[int, bytes, int]:
-    tag, length, value_at = _read_header(data, offset)
+    try:
+        header, length = tlv.header_size(data[offset : offset + 4])
+    except tlv.TlvError:
+        raise CbicFormatError(f"tag {tag:X} at byte {start}: truncated length") from None
+    value_at = offset + header
+    if data[offset + 1 : value_at] != tlv.encode_length(length):
+        raise CbicFormatError(f"tag {tag:X} at byte {start}: length not in its shortest form")
     end = value_at + length
     if end > len(data):
         raise CbicFormatError(
-            f"tag {tag:X} at byte {offset} says {length} bytes, only {len(data) - value_at} follow"
+            f"tag {tag:X} at byte {start} says {length} bytes, only {len(data) - value_at} follow"
         )
     return tag, data[value_at:end], end
 
@@ -233,12 +212,16 @@ def _fields(value: bytes, order: tuple[int, ...], what: str) -> dict[int, bytes]
 
 
 def _total_tlv_length(prefix: bytes) -> int | None:
-    """Length of the whole TLV starting ``prefix`` (header + value), or None if not yet known."""
+    """Length of the whole TLV starting ``prefix`` (header + value), or None if not yet known.
+
+    Lenient (any BER header): the reader only needs to know how much to read; the format
+    check then judges the bytes.
+    """
     try:
-        _, length, value_at = _read_header(prefix, 0)
-    except CbicFormatError:
+        header, length = tlv.header_size(prefix)
+    except tlv.TlvError:
         return None
-    return value_at + length
+    return header + length
 
 
 # -- holder data -----------------------------------------------------------------------------------
