@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from .card import card
 from .mrz import mrz
 from .sim import sim
 
@@ -22,9 +23,11 @@ def cli() -> None:
       borderlane-edge sim card --port 35963      insert a virtual card into the vpcd reader
       borderlane-edge sim card --help            what the virtual card answers
       borderlane-edge mrz parse < scan.txt       what an MRZ says, as JSON
+      borderlane-edge card read --issuers DIR    read and verify a CBIC or an ePassport chip
     """
 
 
+cli.add_command(card)
 cli.add_command(mrz)
 cli.add_command(sim)
 

@@ -51,6 +51,8 @@ from edge.sim.mrz_reader import (
 )
 from edge.sim.vpcd import VPCD_DEFAULT_PORT, VirtualCard, VpcdClient, VpcdUnavailable
 
+from .common import BadArgument, OneLineErrors
+
 __all__ = ["sim"]
 
 sim = click.Group(
@@ -74,27 +76,6 @@ def _parse_aids(
     return tuple(aids)
 
 
-class BadArgument(click.ClickException):
-    """One ``Error: ...`` line and exit status 2: the command line cannot be carried out."""
-
-    exit_code = 2
-
-
-class _OneLineErrors(click.Command):
-    """A command whose usage errors are one ``Error:`` line (exit 2), like all its errors.
-
-    Click's own (a bad --tamper choice, a missing option) otherwise print the usage and a hint
-    around the error; a technician reading a terminal, or a script checking stderr, wants one
-    line.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise BadArgument(error.format_message()) from None
-
-
 #: The issuer key id `sim issue-cbic` makes when its directory holds none.
 DEFAULT_CBIC_ISSUER = "bz-cbic-test-1"
 _CBIC_TAMPERS = ("bad-issuer-signature", "cloned")
@@ -102,7 +83,7 @@ _CHIP_TAMPERS = tuple(t.value for t in CHIP_TAMPERS)
 _ISSUE_TAMPERS = tuple(t.value for t in ISSUE_TAMPERS)
 
 
-@sim.command("card", cls=_OneLineErrors)
+@sim.command("card", cls=OneLineErrors)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd listens.")
 @click.option(
     "--port",
@@ -278,7 +259,7 @@ def _card_to_insert(
     return IsoCard(aids or (DEMO_AID,)), []
 
 
-@sim.command("issue-cbic", cls=_OneLineErrors)
+@sim.command("issue-cbic", cls=OneLineErrors)
 @click.argument("holder", type=click.Path(dir_okay=False, path_type=Path), metavar="HOLDER.json")
 @click.option(
     "--issuer-dir",
@@ -352,7 +333,7 @@ def _cbic_issuer(directory: Path, key_id: str | None) -> tuple[IssuerKey, bool]:
         raise click.ClickException(f"issuer key {path}: {exc.strerror}") from None
 
 
-@sim.command("issue-passport", cls=_OneLineErrors)
+@sim.command("issue-passport", cls=OneLineErrors)
 @click.option(
     "--mrz",
     "mrz_text",

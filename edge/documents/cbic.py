@@ -711,11 +711,12 @@ def _guarded(name: str, run: Callable[[], tuple[CheckResult, str]]) -> Check:
 
 
 def verify_cbic(
-    data: CbicCardData, *, trust: IssuerTrustList, today: date, site: str
+    data: CbicCardData, *, trust: IssuerTrustList, today: date, site: str | None
 ) -> CbicVerification:
     """Judge what was read: one :class:`Check` per property, independent of each other.
 
-    ``today`` is the kiosk's local date; ``site`` its crossing point id (e.g. bz-santa-elena).
+    ``today`` is the kiosk's local date; ``site`` its crossing point id (e.g. bz-santa-elena),
+    or None when it is not known (a technician's reader): ``crossing_point`` is then skipped.
     A check that needs the holder data is skipped when it cannot be decoded; the issuer signature
     is still judged, from the key named in EF.SIG.
     """
@@ -742,6 +743,8 @@ def verify_cbic(
                 f"signature names issuer key {key_id!r}, holder data {holder.issuer_key_id!r}"
             )
         key = trust.public_key(key_id)
+        if key is None and not len(trust):
+            return CheckResult.FAIL, f"no issuer keys were given: cannot verify key {key_id!r}"
         if key is None:
             return CheckResult.FAIL, f"issuer key {key_id!r} is not in the trust list"
         if not ecdsa_verify_raw(key, signed.signature, data.holder_data):
@@ -775,9 +778,12 @@ def verify_cbic(
     def crossing_point() -> tuple[CheckResult, str]:
         if holder is None:
             return CheckResult.SKIPPED, "holder data unreadable"
+        sites = ", ".join(holder.valid_at)
+        if site is None:
+            return CheckResult.SKIPPED, f"no crossing point given; valid at {sites}"
         if site in holder.valid_at:
             return CheckResult.PASS, f"valid at {site}"
-        return CheckResult.FAIL, f"not valid at {site}; valid at {', '.join(holder.valid_at)}"
+        return CheckResult.FAIL, f"not valid at {site}; valid at {sites}"
 
     checks = [
         _guarded(CHECK_HOLDER_DATA_FORMAT, holder_format),
@@ -925,7 +931,7 @@ def read_cbic(
     *,
     trust: IssuerTrustList,
     today: date,
-    site: str,
+    site: str | None,
     random: Callable[[int], bytes] = secrets.token_bytes,
     read_portrait: bool = False,
     chunk: int = 256,

@@ -17,7 +17,8 @@ file, put on the card as EF.PORTRAIT) or ``portrait_sha256`` (hex, when the issu
 portrait off the card), and a free-text ``comment``. The card key is made at issuance.
 
 Issuer keys are saved as ``<key id>.key`` (PKCS#8 PEM, mode 0600) and ``<key id>.pem`` (public
-key); a directory of ``.pem`` files is a trust list (:func:`load_trust_list`).
+key); a directory of ``.pem`` files is a trust list (:func:`edge.trust.load_trust_list`, the
+kiosk's loader, re-exported here for the issuing workflow).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from edge.documents.cbic import (
     ecdsa_sign_raw,
 )
 from edge.sim.cbic_card import CardImage
+from edge.trust import load_trust_list
 
 __all__ = [
     "HOLDER_FIELDS",
@@ -165,17 +167,6 @@ def load_issuer(path: Path | str) -> IssuerKey:
     if path.suffix != ".key":
         raise IssueError(f"{path}: an issuer key file is named <key id>.key")
     return IssuerKey.from_pem(path.stem, path.read_bytes())
-
-
-def load_trust_list(path: Path | str) -> IssuerTrustList:
-    """A directory of ``<key id>.pem`` public keys, or a JSON trust list file.
-
-    Kiosk-side I/O that lives here until the agent's configuration loading takes it over.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return IssuerTrustList.from_pem({pem.stem: pem.read_bytes() for pem in path.glob("*.pem")})
-    return IssuerTrustList.from_json(path.read_bytes())
 
 
 # -- issuing ---------------------------------------------------------------------------------------

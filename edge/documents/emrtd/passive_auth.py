@@ -563,8 +563,9 @@ def verify(
             checks.add(CHECK_DS_VALIDITY, CheckResult.FAIL, f"{state}: valid {span}")
         _key_usage_check(checks, ds)
         if csca is None:
-            checks.skip(CHECK_CSCA_VALIDITY, "no issuing CSCA found")
-            checks.skip(CHECK_DS_REVOCATION, "no issuing CSCA found")
+            why = "no issuing CSCA found" if len(store) else "no CSCA was given"
+            checks.skip(CHECK_CSCA_VALIDITY, why)
+            checks.skip(CHECK_DS_REVOCATION, why)
         else:
             c_before, c_after = _validity(csca)
             c_span = f"{c_before:%Y-%m-%d} to {c_after:%Y-%m-%d}"
@@ -603,6 +604,13 @@ def _chain_check(
 ) -> x509.Certificate | None:
     candidates = store.issuers_of(ds)
     issuer = _subject_text(ds.issuer)
+    if not len(store):
+        checks.add(
+            CHECK_DS_CHAIN,
+            CheckResult.FAIL,
+            f"no CSCA was given: the trust store is empty (DS issuer {issuer})",
+        )
+        return None
     if not candidates:
         checks.add(
             CHECK_DS_CHAIN,
