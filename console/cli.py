@@ -5,14 +5,24 @@ A thin layer over the console's Python API and the shared wire contract.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import click
 
 import mqtt_schemas
-from mqtt_schemas import PayloadError, topics
+from mqtt_schemas import PayloadError, TopicError, topics
+
+from . import connection, export, ingest
+from .store import StoreError, connect_readonly
+
+_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +35,9 @@ def cli() -> None:
       borderlane-console contract topics
       borderlane-console contract validate crossing record.json
       borderlane-console contract validate health < heartbeats.jsonl
+      borderlane-console ingest --db console.db --broker broker:8883 \\
+          --cafile ca.crt --cert console.crt --key console.key
+      borderlane-console export crossings --db console.db --format csv --out crossings.csv
     """
 
 
@@ -83,6 +96,154 @@ def contract_validate(name: str, files: tuple[TextIO, ...]) -> None:
     if invalid:
         raise click.ClickException(f"{invalid} of {checked} payloads are not valid {name}")
     click.echo(f"{checked} valid {name} payload{'s' if checked != 1 else ''}")
+
+
+@cli.command("ingest", short_help="Store what kiosks publish and ack it (runs until stopped).")
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Console database (SQLite); created if missing.",
+)
+@click.option("--broker", "address", required=True, metavar="HOST:PORT", help="TLS listener.")
+@click.option("--cafile", required=True, type=_EXISTING, help="CA certificate (PEM).")
+@click.option("--cert", required=True, type=_EXISTING, help="Console client certificate.")
+@click.option("--key", required=True, type=_EXISTING, help="Its private key.")
+@click.option(
+    "--group",
+    default=ingest.DEFAULT_GROUP,
+    show_default=True,
+    help="Shared-subscription group; workers of one group share the load.",
+)
+@click.option("--node-id", help="Node id stamped on acks (default: the certificate's CN).")
+@click.option(
+    "--client-id",
+    help="MQTT client id, fixed so the session survives restarts; one per worker "
+    "(default: NODE-ingest-GROUP).",
+)
+@click.option(
+    "--session-expiry",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seconds the broker keeps queuing for this worker while it is away.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
+def ingest_command(
+    db_path: Path,
+    address: str,
+    cafile: Path,
+    cert: Path,
+    key: Path,
+    group: str,
+    node_id: str | None,
+    client_id: str | None,
+    session_expiry: int,
+    verbose: bool,
+) -> None:
+    """Store what kiosks publish (crossings, hits, decisions, availability, health, command
+    results) and ack the records after each commit. Runs until SIGINT or SIGTERM, then
+    commits, acks and disconnects.
+
+    Several workers may run with the same --group (and --db): the broker shares the records
+    among them. Give each worker its own --client-id.
+
+    \b
+    Examples:
+      borderlane-console ingest --db console.db --broker broker.example:8883 \\
+          --cafile ca.crt --cert console.crt --key console.key
+      borderlane-console ingest --db console.db --broker 10.0.0.5:8883 --group ingest \\
+          --client-id console-ingest-2 --cafile ca.crt --cert console.crt --key console.key
+    """
+    try:
+        host, port = connection.parse_address(address)
+        node = node_id or connection.common_name(cert)
+        topics.check_device_id(node)
+    except (ValueError, TopicError) as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("mqtt").setLevel(logging.WARNING)
+    config = ingest.IngestConfig(
+        db_path=db_path,
+        endpoint=connection.Endpoint(host, port, cafile, cert, key),
+        node_id=node,
+        group=group,
+        client_id=client_id,
+        session_expiry=session_expiry,
+    )
+    try:
+        asyncio.run(_run_ingest(config))
+    except (ingest.IngestError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"console database {db_path}: {exc}") from None
+
+
+async def _run_ingest(config: ingest.IngestConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await ingest.IngestWorker(config).run(stop)
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Export what the console stored."""
+
+
+@export_group.command("crossings")
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Console database.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(export.FORMATS),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: each record as the kiosk sent it; csv: the main fields as columns.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Output file (default: standard output).",
+)
+def export_crossings(db_path: Path, fmt: export.Format, out: Path | None) -> None:
+    """Write every stored crossing, ordered by the kiosk's time.
+
+    \b
+    Examples:
+      borderlane-console export crossings --db console.db > crossings.jsonl
+      borderlane-console export crossings --db console.db --format csv --out crossings.csv
+    """
+    try:
+        conn = connect_readonly(db_path)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        if out is None:
+            count = export.export_crossings(conn, fmt, sys.stdout)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                count = export.export_crossings(conn, fmt, handle)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read {db_path}: {exc}") from None
+    finally:
+        conn.close()
+    if out is not None:
+        click.echo(f"{count} crossing{'s' if count != 1 else ''} written to {out}", err=True)
 
 
 def _payloads(files: tuple[TextIO, ...]):

@@ -102,6 +102,11 @@ def render_config(config: BrokerConfig) -> str:
         "log_type information",
         "connection_messages true",
         f"max_packet_size {MAX_PACKET_SIZE}",
+        # Nagle's algorithm stalls each small MQTT hop by ~40 ms (publish-to-ack 92 ms vs 8 ms).
+        "set_tcp_nodelay true",
+        # A console down for a while must not lose the kiosks' records queued for its session.
+        "max_queued_messages 100000",
+        "max_queued_bytes 268435456",
         f"persistence {'true' if config.persistence else 'false'}",
         f"persistence_location {config.directory}/",
         "",

@@ -1,0 +1,43 @@
+"""The console's web application: ``create_app(config)`` with one blueprint per area.
+
+::
+
+    app = create_app({"DATABASE": "/var/lib/borderlane/console.db"})
+
+The app only reads the database (the ingest worker writes it), through a read-only connection
+per request. Errors are JSON: ``{"error": "..."}`` with the HTTP status. Access control comes
+with the UI; until then serve it on loopback only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from . import web, web_crossings, web_devices
+from .store import StoreError
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """A console app; *config* must give ``DATABASE``, the path of the console database."""
+    app = Flask(__name__)
+    app.config.update(config or {})
+    if not app.config.get("DATABASE"):
+        raise ValueError("create_app needs config['DATABASE'], the console database path")
+    app.json.sort_keys = False
+    app.register_blueprint(web_devices.bp)
+    app.register_blueprint(web_crossings.bp)
+    app.teardown_appcontext(web.close_db)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description), exc.code
+
+    @app.errorhandler(StoreError)
+    def store_error(exc: StoreError):
+        return jsonify(error=str(exc)), 503
+
+    return app

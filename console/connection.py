@@ -1,0 +1,110 @@
+"""The console's MQTT connection: TLS with its client certificate, MQTT 5, persistent session.
+
+Two things aiomqtt 2.x does not expose are reached through its paho-mqtt client here, and only
+here:
+
+* manual PUBACK (paho's ``manual_ack``): the ingest worker acknowledges a QoS 1 message to the
+  broker only after the database commit that stored it, so a worker that dies mid-batch gets
+  those messages again from its persistent session instead of losing them;
+* the pending-call warning threshold, which aiomqtt logs past 10 concurrent publishes (the acks
+  of one commit are published concurrently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+"""Nagle off. paho-mqtt leaves it on, and the worker writes small packets back to back (the
+PUBACKs of a batch, then its acks): with Nagle each ack waited for the TCP ack of the previous
+write, up to the peer's 40 ms delayed-ACK timer."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the broker is and the console's TLS identity."""
+
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def parse_address(text: str, default_port: int = 8883) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8883`` for IPv6; the port defaults to 8883)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad port in {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def common_name(cert_file: Path) -> str:
+    """The subject common name of a PEM certificate: the identity the broker knows us by."""
+    certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise ValueError(f"{cert_file} has no common name")
+    return str(names[0].value)
+
+
+def client(
+    endpoint: Endpoint,
+    client_id: str,
+    *,
+    session_expiry: int,
+    receive_maximum: int,
+    manual_ack: bool,
+    inbox: asyncio.Queue[aiomqtt.Message] | None = None,
+    timeout: float = 10.0,
+) -> aiomqtt.Client:
+    """A client that resumes the session *client_id* (``clean_start`` false) when it exists.
+
+    *receive_maximum* caps the QoS 1 messages the broker sends before we PUBACK them; with
+    manual acks it bounds what one worker holds uncommitted. Received messages go to *inbox*
+    when given (aiomqtt's ``queue_type``), so a consumer can take everything already received
+    at once instead of paying ``client.messages``' task per message.
+    """
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = session_expiry
+    properties.ReceiveMaximum = receive_maximum
+    mqtt = aiomqtt.Client(
+        endpoint.host,
+        endpoint.port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+        properties=properties,
+        tls_params=aiomqtt.TLSParameters(
+            ca_certs=str(endpoint.ca_file),
+            certfile=str(endpoint.cert_file),
+            keyfile=str(endpoint.key_file),
+        ),
+        timeout=timeout,
+        queue_type=None if inbox is None else (lambda maxsize=0: inbox),
+        socket_options=(NO_DELAY,),
+    )
+    mqtt.pending_calls_threshold = 100_000
+    # Before connecting: a resumed session delivers queued messages right after CONNACK.
+    mqtt._client.manual_ack_set(manual_ack)  # private: see the module docstring
+    return mqtt
+
+
+def puback(mqtt: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge *message* to the broker (QoS 1, manual-ack clients only)."""
+    if message.qos == 1:
+        mqtt._client.ack(message.mid, 1)  # private: see the module docstring

@@ -1,0 +1,115 @@
+"""The console web app's JSON endpoints, on a database filled through the store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from console.app import create_app
+from console.records import classify
+from console.store import Store
+from harness.console import availability, crossing, health
+from mqtt_schemas import topics
+
+NOW = "2026-11-24T10:00:00.000Z"
+
+
+def put(store: Store, device_id: str, channel: str, payload: dict) -> None:
+    topic = topics.device_topic(device_id, channel)
+    store.apply([classify(topic, json.dumps(payload).encode())], "console-1", NOW)
+
+
+@pytest.fixture
+def client(tmp_path):
+    path = tmp_path / "console.db"
+    store = Store.open(path)
+    put(store, "kiosk-w1", "availability", availability("kiosk-w1", "online", 4, 1))
+    put(store, "kiosk-w1", "health", health("kiosk-w1", 4, 2))
+    put(store, "kiosk-w2", "availability", availability("kiosk-w2", "offline", 9, 1, "shutdown"))
+    for seq, (site, day, outcome) in enumerate(
+        [
+            ("bz-santa-elena", "2026-11-23", "pass"),
+            ("bz-santa-elena", "2026-11-24", "pass"),
+            ("bz-santa-elena", "2026-11-24", "pass"),
+            ("bz-santa-elena", "2026-11-24", "refer"),
+            ("bz-benque-viejo", "2026-11-24", "pass"),
+        ],
+        start=10,
+    ):
+        record = crossing("kiosk-w1", seq, site=site, time=f"{day}T12:00:{seq:02d}Z")
+        record["decision"] = (
+            {"outcome": "refer", "reasons": ["watchlist-hit"]}
+            if outcome == "refer"
+            else {"outcome": "pass", "reasons": []}
+        )
+        put(store, "kiosk-w1", "crossings", record)
+    store.close()
+    return create_app({"DATABASE": str(path), "TESTING": True}).test_client()
+
+
+def test_the_fleet_lists_every_kiosk_with_availability_and_last_health(client):
+    response = client.get("/api/devices")
+    assert response.status_code == 200
+    fleet = {d["device_id"]: d for d in response.get_json()["devices"]}
+    assert list(fleet) == ["kiosk-w1", "kiosk-w2"]
+    assert (fleet["kiosk-w1"]["state"], fleet["kiosk-w1"]["session"]) == ("online", 4)
+    assert fleet["kiosk-w1"]["health"]["seq"] == 2
+    assert fleet["kiosk-w1"]["last_seen_at"] == NOW
+    assert (fleet["kiosk-w2"]["state"], fleet["kiosk-w2"]["offline_reason"]) == (
+        "offline",
+        "shutdown",
+    )
+    assert fleet["kiosk-w2"]["health"] is None
+
+
+def test_a_device_detail_adds_its_records_and_availability_history(client):
+    detail = client.get("/api/devices/kiosk-w1").get_json()
+    assert detail["records"]["crossings"] == {
+        "count": 5,
+        "last_seq": 14,
+        "last_time": "2026-11-24T12:00:14Z",
+    }
+    assert detail["records"]["hits"]["count"] == 0
+    assert detail["quarantined"] == 0
+    assert [(e["state"], e["session"], e["applied"]) for e in detail["availability_log"]] == [
+        ("online", 4, 1)
+    ]
+
+
+def test_unknown_and_malformed_device_ids_are_json_errors(client):
+    missing = client.get("/api/devices/kiosk-none")
+    assert missing.status_code == 404 and "kiosk-none" in missing.get_json()["error"]
+    bad = client.get("/api/devices/-bad")
+    assert bad.status_code == 400 and "must be" in bad.get_json()["error"]
+
+
+def test_crossing_counts_per_site_day_and_outcome(client):
+    body = client.get("/api/crossings/counts").get_json()
+    assert body["total"] == 5
+    assert body["counts"] == [
+        {"site": "bz-benque-viejo", "day": "2026-11-24", "outcome": "pass", "count": 1},
+        {"site": "bz-santa-elena", "day": "2026-11-23", "outcome": "pass", "count": 1},
+        {"site": "bz-santa-elena", "day": "2026-11-24", "outcome": "pass", "count": 2},
+        {"site": "bz-santa-elena", "day": "2026-11-24", "outcome": "refer", "count": 1},
+    ]
+    filtered = client.get(
+        "/api/crossings/counts?site=bz-santa-elena&since=2026-11-24&until=2026-11-24"
+    ).get_json()
+    assert [(c["outcome"], c["count"]) for c in filtered["counts"]] == [("pass", 2), ("refer", 1)]
+
+
+@pytest.mark.parametrize(
+    "query", ["since=yesterday", "until=2026-13-01", "since=2026-11-25&until=2026-11-24"]
+)
+def test_bad_date_bounds_are_refused(client, query):
+    response = client.get(f"/api/crossings/counts?{query}")
+    assert response.status_code == 400 and response.get_json()["error"]
+
+
+def test_a_missing_database_is_a_503_and_a_missing_setting_an_error(tmp_path):
+    app = create_app({"DATABASE": str(tmp_path / "none.db")})
+    response = app.test_client().get("/api/devices")
+    assert response.status_code == 503 and "no console database" in response.get_json()["error"]
+    with pytest.raises(ValueError, match="DATABASE"):
+        create_app({})
