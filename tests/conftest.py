@@ -1,3 +1,9 @@
 """Fixtures on real components, shared by every test: see tests/harness/."""
 
-pytest_plugins = ["harness.broker", "harness.pcsc", "harness.serial", "harness.console"]
+pytest_plugins = [
+    "harness.broker",
+    "harness.pcsc",
+    "harness.serial",
+    "harness.console",
+    "harness.uplink",
+]
