@@ -11,6 +11,7 @@ import click
 from .card import card
 from .mrz import mrz
 from .sim import sim
+from .watchlist import screen, watchlist
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,8 @@ def cli() -> None:
 cli.add_command(card)
 cli.add_command(mrz)
 cli.add_command(sim)
+cli.add_command(screen)
+cli.add_command(watchlist)
 
 
 def main() -> None:

@@ -1,0 +1,174 @@
+"""The records the lane writes, built from the pieces: crossing, screening hit, officer decision.
+
+Pure: payloads without their envelope (the outbox stamps ``schema``, ``id``, ``seq``, ``time``).
+The crossing carries no names (the contract's rule); the hit payload carries the traveller's
+identity for the reviewers; the decision names the crossing and, when there is one, the hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge.documents.checks import Check
+from edge.documents.mrz import MrzDocument
+
+from .policy import Verdict
+from .screening import ScreeningHit, ScreeningQuery, ScreeningResult
+
+__all__ = [
+    "Traveller",
+    "crossing_payload",
+    "decision_payload",
+    "hit_payload",
+    "hits_json",
+    "summary_from_mrz",
+]
+
+_MRZ_KINDS = {"P": "passport", "I": "id_card", "A": "id_card", "C": "id_card", "V": "visa"}
+
+
+@dataclass(frozen=True)
+class Traveller:
+    """The traveller as the document states them: the crossing's ``document`` summary, and the
+    identity used for screening (and sent only with a hit)."""
+
+    kind: str
+    document: Mapping[str, Any]
+    identity: ScreeningQuery
+
+    def to_hit_traveller(self) -> dict[str, Any]:
+        """The ``traveller`` object of a ``screening-hit`` payload."""
+        who = self.identity
+        return {
+            "surname": who.surname or "-",
+            "given_names": who.given_names,
+            "birth_date": who.birth_date,
+            "nationality": who.nationality or self.document["nationality"],
+            "sex": who.sex if who.sex in ("M", "F") else "X",
+            "document_number": who.document_number or self.document["number"],
+            "issuing_state": who.issuing_state or self.document["issuing_state"],
+        }
+
+
+def summary_from_mrz(mrz: MrzDocument) -> dict[str, Any]:
+    """The crossing's ``document`` object from a printed MRZ (when the chip gave no DG1)."""
+    return {
+        "kind": _MRZ_KINDS.get(mrz.document_type[:1], "other"),
+        "document_type": mrz.document_type,
+        "issuing_state": mrz.issuing_state,
+        "nationality": mrz.nationality,
+        "number": mrz.document_number,
+        "expiry_date": mrz.expiry_date,
+        "birth_year": int(mrz.birth_date[:4]) if mrz.birth_date else None,
+    }
+
+
+def identity_from_mrz(mrz: MrzDocument) -> ScreeningQuery:
+    return ScreeningQuery(
+        surname=mrz.surname,
+        given_names=mrz.given_names,
+        birth_date=mrz.birth_date,
+        nationality=mrz.nationality or None,
+        sex=mrz.sex if mrz.sex in ("M", "F") else None,
+        document_number=mrz.document_number or None,
+        issuing_state=mrz.issuing_state or None,
+    )
+
+
+def hits_json(hits: Sequence[ScreeningHit], hit_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The contract's ``hit`` objects (no reasons: the crossing's form)."""
+    return [
+        {
+            "hit_id": hit_id,
+            "entry_id": hit.entry_id,
+            "list": hit.list,
+            "kind": hit.kind,
+            "score": round(float(hit.score), 4),
+            "action": hit.action,
+        }
+        for hit, hit_id in zip(hits, hit_ids, strict=True)
+    ]
+
+
+def crossing_payload(
+    *,
+    site: str,
+    lane: str,
+    direction: str,
+    traveller: Traveller,
+    checks: Sequence[Check],
+    screening: ScreeningResult | None,
+    verdict: Verdict,
+    hit_ids: Sequence[str],
+    latency_ms: float,
+    officer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``crossing@1`` body. ``screening`` None (it could not run): version 0, no hits."""
+    body: dict[str, Any] = {
+        "site": site,
+        "lane": lane,
+        "direction": direction,
+        "document": dict(traveller.document),
+        "checks": [check.to_json() for check in checks][:32],
+        "screening": {
+            "watchlist_version": screening.version if screening is not None else 0,
+            "hit_count": len(verdict.hits),
+            "hits": hits_json(verdict.hits[:50], hit_ids[:50]),
+        },
+        "decision": verdict.to_record(),
+        "latency_ms": round(max(0.0, latency_ms), 3),
+    }
+    if officer is not None:
+        body["officer"] = dict(officer)
+    return body
+
+
+def hit_payload(
+    *,
+    crossing_id: str,
+    site: str,
+    lane: str,
+    direction: str,
+    traveller: Traveller,
+    screening: ScreeningResult,
+    verdict: Verdict,
+    hit_ids: Sequence[str],
+) -> dict[str, Any]:
+    """A ``screening-hit@1`` body for the console's review queue (identity data: officers only)."""
+    hits = hits_json(verdict.hits[:50], hit_ids[:50])
+    for item, hit in zip(hits, verdict.hits, strict=False):
+        reasons = [dict(r) if isinstance(r, Mapping) else str(r) for r in hit.reasons][:32]
+        item["reasons"] = reasons or [f"matched {hit.kind} entry at score {hit.score:.2f}"]
+    return {
+        "crossing_id": crossing_id,
+        "site": site,
+        "lane": lane,
+        "direction": direction,
+        "traveller": traveller.to_hit_traveller(),
+        "watchlist_version": screening.version,
+        "hits": hits,
+    }
+
+
+def decision_payload(
+    *,
+    crossing_id: str,
+    officer_id: str,
+    decision: str,
+    reason: str,
+    decided_at: str,
+    hit_id: str | None = None,
+) -> dict[str, Any]:
+    """An ``officer-decision@1`` body."""
+    body = {
+        "crossing_id": crossing_id,
+        "officer_id": officer_id,
+        "decision": decision,
+        "reason": reason,
+        "decided_at": decided_at,
+    }
+    if hit_id is not None:
+        body["hit_id"] = hit_id
+    return body

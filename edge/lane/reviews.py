@@ -1,0 +1,202 @@
+"""The lane's own tables in the kiosk database: its state, and the officers' review queue.
+
+They live in the outbox's SQLite file, so the crossing record, the lane state and the review
+item commit in **one** transaction (:meth:`Outbox.transaction`), and the officer screen works
+with no network.
+
+Retention of personal data (review items hold the traveller's identity and the hits):
+
+- an undecided (or escalated) item keeps it while officers need it, at most
+  ``review_retention_s`` (policy, default 24 h); :meth:`ReviewQueue.purge` then clears it;
+- a final decision (accept or deny) clears it **in the decision's own transaction**: what is
+  left is the crossing id, the reasons and the decision, no identity;
+- that remainder is deleted by :meth:`ReviewQueue.purge` once the decision record has left the
+  outbox (the console acked it and the uplink purged it).
+
+The traveller data sent to the console travels in the ``screening-hit`` record, which the
+outbox keeps until acked, like any record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LANE_SCHEMA", "ReviewItem", "ReviewQueue"]
+
+LANE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lane_state (
+    lane TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    crossing_id TEXT,              -- the last crossing recorded
+    outcome TEXT,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lane_reviews (
+    crossing_id TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    lane TEXT NOT NULL,
+    priority TEXT NOT NULL,        -- normal, urgent (a deny entry), discreet (an alert)
+    reasons TEXT NOT NULL,         -- JSON list of decision reason codes
+    document TEXT NOT NULL,        -- JSON: the crossing's document summary (no names)
+    personal TEXT,                 -- JSON: traveller identity and hits, NULL once cleared
+    status TEXT NOT NULL,          -- open, escalated, accepted, denied
+    decisions TEXT NOT NULL,       -- JSON list of officer decisions taken on it
+    last_decision_id TEXT          -- the record id of the latest decision
+);
+"""
+
+_FINAL = {"accept": "accepted", "deny": "denied", "escalate": "escalated"}
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A referred traveller, as the officer screen shows it."""
+
+    crossing_id: str
+    created_ms: int
+    lane: str
+    priority: str
+    reasons: tuple[str, ...]
+    document: Mapping[str, Any]
+    personal: Mapping[str, Any] | None
+    """``traveller`` and ``hits`` (with list, score, reasons); None once cleared."""
+    status: str
+    decisions: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "crossing_id": self.crossing_id,
+            "created_ms": self.created_ms,
+            "lane": self.lane,
+            "priority": self.priority,
+            "reasons": list(self.reasons),
+            "document": dict(self.document),
+            "personal": None if self.personal is None else dict(self.personal),
+            "status": self.status,
+            "decisions": [dict(d) for d in self.decisions],
+        }
+
+
+def _item(row: tuple[Any, ...]) -> ReviewItem:
+    crossing_id, created, lane, priority, reasons, document, personal, status, decisions = row
+    return ReviewItem(
+        crossing_id,
+        created,
+        lane,
+        priority,
+        tuple(json.loads(reasons)),
+        json.loads(document),
+        None if personal is None else json.loads(personal),
+        status,
+        tuple(json.loads(decisions)),
+    )
+
+
+_COLUMNS = "crossing_id, created_ms, lane, priority, reasons, document, personal, status, decisions"
+
+
+class ReviewQueue:
+    """The review queue in the kiosk database (the outbox's connection)."""
+
+    def __init__(self, outbox: Any, retention_s: float) -> None:
+        self.outbox = outbox
+        self.retention_s = retention_s
+        with outbox.transaction() as tx:
+            for statement in LANE_SCHEMA.split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+
+    # -- inside the lane's transaction --------------------------------------------------------
+
+    @staticmethod
+    def write_state(
+        tx: Any, lane: str, state: str, crossing_id: str | None, outcome: str | None
+    ) -> None:
+        tx.execute(
+            "INSERT INTO lane_state (lane, state, crossing_id, outcome, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (lane) DO UPDATE SET state = excluded.state, "
+            "crossing_id = excluded.crossing_id, outcome = excluded.outcome, "
+            "updated_ms = excluded.updated_ms",
+            (lane, state, crossing_id, outcome, int(time.time() * 1000)),
+        )
+
+    @staticmethod
+    def insert(tx: Any, item: ReviewItem) -> None:
+        tx.execute(
+            f"INSERT INTO lane_reviews ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.crossing_id,
+                item.created_ms,
+                item.lane,
+                item.priority,
+                json.dumps(list(item.reasons)),
+                json.dumps(dict(item.document)),
+                None if item.personal is None else json.dumps(item.personal, ensure_ascii=False),
+                item.status,
+                json.dumps([dict(d) for d in item.decisions]),
+            ),
+        )
+
+    @staticmethod
+    def record_decision(
+        tx: Any, crossing_id: str, decision: Mapping[str, Any], record_id: str
+    ) -> None:
+        row = tx.execute(
+            "SELECT decisions FROM lane_reviews WHERE crossing_id = ?", (crossing_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no review item for crossing {crossing_id}")
+        decisions = [*json.loads(row[0]), {**decision, "record_id": record_id}]
+        status = _FINAL[decision["decision"]]
+        clear = status in ("accepted", "denied")
+        tx.execute(
+            "UPDATE lane_reviews SET status = ?, decisions = ?, last_decision_id = ?"
+            + (", personal = NULL" if clear else "")
+            + " WHERE crossing_id = ?",
+            (status, json.dumps(decisions), record_id, crossing_id),
+        )
+
+    # -- reading and housekeeping -------------------------------------------------------------
+
+    def get(self, crossing_id: str) -> ReviewItem | None:
+        rows = self.outbox.query(
+            f"SELECT {_COLUMNS} FROM lane_reviews WHERE crossing_id = ?", (crossing_id,)
+        )
+        return _item(rows[0]) if rows else None
+
+    def pending(self) -> list[ReviewItem]:
+        """Open and escalated items, urgent first, then oldest first."""
+        rows = self.outbox.query(
+            f"SELECT {_COLUMNS} FROM lane_reviews WHERE status IN ('open', 'escalated') "
+            "ORDER BY priority = 'urgent' DESC, created_ms"
+        )
+        return [_item(row) for row in rows]
+
+    def purge(self, now_ms: int | None = None) -> int:
+        """Apply the retention rule (module docstring); return how many items were deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff = now_ms - int(self.retention_s * 1000)
+        with self.outbox.transaction() as tx:
+            tx.execute(
+                "UPDATE lane_reviews SET personal = NULL "
+                "WHERE personal IS NOT NULL AND created_ms < ?",
+                (cutoff,),
+            )
+            deleted = tx.execute(
+                "DELETE FROM lane_reviews WHERE status IN ('accepted', 'denied') "
+                "AND last_decision_id NOT IN (SELECT id FROM uplink_outbox)"
+            ).rowcount
+        return deleted
+
+    def state(self, lane: str) -> dict[str, Any] | None:
+        rows = self.outbox.query(
+            "SELECT state, crossing_id, outcome FROM lane_state WHERE lane = ?", (lane,)
+        )
+        if not rows:
+            return None
+        state, crossing_id, outcome = rows[0]
+        return {"state": state, "crossing_id": crossing_id, "outcome": outcome}

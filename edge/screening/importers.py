@@ -1,0 +1,221 @@
+"""Loading list files into the store: JSON Lines and CSV, bad lines reported and skipped.
+
+JSON Lines: one entry per line, as :func:`mqtt_schemas.watchlist.entry_from_record` reads it::
+
+    {"id": "nw-1", "kind": "person", "names": [{"surname": "CHUN", "given_names": "ELIAS"}],
+     "birth_date": "1988-11", "nationality": ["BLZ"], "sex": "M", "list": "national-wanted",
+     "category": "wanted", "action": "refer"}
+    {"id": "sltd:MEX:G10583221", "kind": "document", "number": "G10583221",
+     "issuing_state": "MEX", "document_type": "P", "status": "stolen", "list": "interpol-sltd"}
+
+CSV: a header row naming the columns, in any order (absent columns are empty)::
+
+    id,kind,surname,given_names,aliases,birth_date,nationality,sex,list,category,action,
+    number,issuing_state,document_type,status
+
+``aliases`` holds more names as ``SURNAME, GIVEN NAMES`` separated by ``|``; ``nationality``
+holds state codes separated by spaces or ``;``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from mqtt_schemas.watchlist import WatchlistError, entry_from_record
+
+from .store import StoreError, WatchlistStore
+
+__all__ = ["CSV_COLUMNS", "ImportReport", "import_files", "read_records"]
+
+CSV_COLUMNS = (
+    "id",
+    "kind",
+    "surname",
+    "given_names",
+    "aliases",
+    "birth_date",
+    "nationality",
+    "sex",
+    "list",
+    "category",
+    "action",
+    "number",
+    "issuing_state",
+    "document_type",
+    "status",
+)
+
+
+@dataclass
+class ImportReport:
+    persons: int = 0
+    documents: int = 0
+    replaced: int = 0
+    errors: list[str] = field(default_factory=list)
+    """``FILE:LINE: problem`` for every line skipped (the first 1000)."""
+    skipped: int = 0
+
+    def add_error(self, message: str) -> None:
+        self.skipped += 1
+        if len(self.errors) < 1000:
+            self.errors.append(message)
+
+
+class _Counting(io.RawIOBase):
+    """Counts the bytes read through it, for the progress bar."""
+
+    def __init__(self, raw: IO[bytes], advance: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.advance = advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        if count:
+            self.advance(count)
+        return count or 0
+
+
+def _csv_record(row: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {k: v for k, v in row.items() if k in CSV_COLUMNS and v != ""}
+    if record.get("kind") == "person":
+        names = [
+            {"surname": record.pop("surname", ""), "given_names": record.pop("given_names", "")}
+        ]
+        for alias in (record.pop("aliases", "") or "").split("|"):
+            if alias.strip():
+                names.append(alias.strip())
+        record["names"] = names
+        if "nationality" in record:
+            record["nationality"] = record["nationality"].replace(";", " ").split()
+    else:
+        for name in ("surname", "given_names", "aliases"):
+            record.pop(name, None)
+    return record
+
+
+def read_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
+    """``(line_number, record or exception)`` for each entry line of a JSONL or CSV stream."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    if fmt == "csv":
+        reader = csv.DictReader(text)
+        unknown = [c for c in reader.fieldnames or () if c not in CSV_COLUMNS]
+        if unknown:
+            yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
+            return
+        for row in reader:
+            yield reader.line_num, _csv_record(row)
+        return
+    number = 0
+    while True:
+        try:
+            line = text.readline()
+        except UnicodeDecodeError as exc:
+            yield number + 1, ValueError(f"not UTF-8 ({exc.reason})")
+            return
+        if not line:
+            return
+        number += 1
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except ValueError as exc:
+            yield number, ValueError(f"not JSON ({exc})")
+
+
+def file_format(path: Path) -> str:
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def import_files(
+    store: WatchlistStore,
+    paths: list[Path],
+    *,
+    progress: bool | None = None,
+    batch: int = 20000,
+) -> ImportReport:
+    """Import list files into *store* (adding or replacing entries), in transactions of
+    *batch* entries. A progress bar is shown on standard error when it is a terminal."""
+    report = ImportReport()
+    show = sys.stderr.isatty() if progress is None else progress
+    for path in paths:
+        name = "-" if str(path) == "-" else str(path)
+        raw: IO[bytes]
+        if name == "-":
+            raw, size = sys.stdin.buffer, 0
+        else:
+            raw, size = open(path, "rb"), path.stat().st_size  # noqa: SIM115
+        try:
+            if show and size:
+                with click.progressbar(
+                    length=size, label=f"importing {path.name}", file=sys.stderr
+                ) as bar:
+                    counted = io.BufferedReader(_Counting(raw, bar.update))
+                    _import_stream(store, counted, file_format(path), name, report, batch)
+            else:
+                _import_stream(store, raw, file_format(path), name, report, batch)
+        finally:
+            if name != "-":
+                raw.close()
+    return report
+
+
+def _import_stream(
+    store: WatchlistStore,
+    stream: IO[bytes],
+    fmt: str,
+    name: str,
+    report: ImportReport,
+    batch: int,
+) -> None:
+    pending = 0
+    documents: list[tuple[str, dict[str, Any]]] = []
+
+    def flush() -> None:
+        if documents:
+            new = store.upsert_documents(documents)
+            report.replaced += len(documents) - new
+            documents.clear()
+
+    store.begin()
+    try:
+        for number, record in read_records(stream, fmt):
+            if isinstance(record, Exception):
+                report.add_error(f"{name}:{number}: {record}")
+                continue
+            try:
+                kind, entry_id, entry = entry_from_record(record)
+                if kind == "document":
+                    documents.append((entry_id, entry))
+                    report.documents += 1
+                else:
+                    report.replaced += not store.upsert(kind, entry_id, entry)
+                    report.persons += 1
+            except (WatchlistError, StoreError) as exc:
+                report.add_error(f"{name}:{number}: {exc}")
+                continue
+            pending += 1
+            if len(documents) >= 5000:
+                flush()
+            if pending >= batch:
+                flush()
+                store.commit()
+                store.begin()
+                pending = 0
+        flush()
+    except BaseException:
+        store.rollback()
+        raise
+    store.commit()

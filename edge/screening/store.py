@@ -1,0 +1,605 @@
+"""The kiosk's watchlist: one SQLite file (WAL), read by the matcher, changed in transactions.
+
+Nothing of the list is held in Python memory: the matcher reads it through indexes.
+
+Tables (integers wherever a value repeats millions of times)::
+
+    meta          key -> value: version, applied_at, counts, index format
+    lists         id -> list name (national-wanted, interpol-sltd ...)
+    persons       pid, entry_id (unique), names as listed (JSON), stored tokens, birth_date,
+                  nationality, sex, list_id, category, action
+    person_keys   (key, bdate, pid) WITHOUT ROWID: the blocking index. key is a phonetic code
+                  (31-bit hash) of one name unit, or of two units together; bdate is the
+                  birth date as an integer (YYYYMMDD; YYYYMM00 or YYYY0000 when partial, 0
+                  unknown), so a common key is narrowed to the traveller's birth years by a
+                  range seek, and candidates whose date conflicts are dropped unread.
+    vocab_tokens  (token, persons) WITHOUT ROWID: every name token of the list and how many
+                  persons bear it (how common a name is, to weigh a match on it)
+    vocab         (variant, text) WITHOUT ROWID: each vocabulary text (tokens and joined
+                  tokens) under itself and its one-deletion variants, so a misspelt token
+                  finds the list's texts one edit away (SymSpell) without scanning anything.
+    documents     (nkey, state, entry_id) WITHOUT ROWID, number as listed, type, status,
+                  list_id, action; nkey is the OCR-folded number. Unique index on entry_id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from mqtt_schemas.watchlist import ACTIONS, STATUSES
+
+from .names import (
+    deletions,
+    document_key,
+    index_person,
+    person_tokens,
+    state_code,
+    stored_keys,
+)
+
+__all__ = ["INDEX_FORMAT", "StoreError", "WatchlistStore", "birth_year", "date_number"]
+
+INDEX_FORMAT = 5
+"""Bumped whenever normalization or keys change: an older store must be re-indexed."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lists (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS persons (
+    pid INTEGER PRIMARY KEY,
+    entry_id TEXT NOT NULL UNIQUE,
+    names TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    birth_date TEXT,
+    nationality TEXT,
+    sex TEXT,
+    list_id INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS person_keys (
+    key INTEGER NOT NULL, bdate INTEGER NOT NULL, pid INTEGER NOT NULL,
+    PRIMARY KEY (key, bdate, pid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vocab_tokens (
+    token TEXT PRIMARY KEY, persons INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vocab (
+    variant TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (variant, text)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (
+    nkey TEXT NOT NULL,
+    state TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    document_type TEXT,
+    status INTEGER NOT NULL,
+    list_id INTEGER NOT NULL,
+    action INTEGER NOT NULL,
+    PRIMARY KEY (nkey, state, entry_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS documents_entry ON documents (entry_id);
+"""
+
+_STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
+_ACTION_CODE = {name: code for code, name in enumerate(ACTIONS)}
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; ``reason`` is a short machine word."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _names_json(names: list[dict[str, str]]) -> str:
+    return json.dumps(names, ensure_ascii=False, separators=(",", ":"))
+
+
+def date_number(birth_date: str | None) -> int:
+    """A partial date as the index's ``bdate``: 1975-03-02 -> 19750302, 1975-03 -> 19750300,
+    1975 -> 19750000, unknown -> 0."""
+    if not birth_date:
+        return 0
+    parts = [int(p) for p in birth_date.split("-")] + [0, 0]
+    return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
+def birth_year(birth_date: str | None) -> int:
+    """The year of a partial date, 0 when unknown."""
+    return int(birth_date[:4]) if birth_date else 0
+
+
+class WatchlistStore:
+    """The watchlist store at *path* (created when missing, unless *readonly*).
+
+    ``cache_mib`` is SQLite's page cache for this connection; the operating system's page cache
+    holds the rest. Every change goes through :meth:`transaction`; readers (the matcher, in
+    another process or connection) keep seeing the previous version until it commits.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        cache_mib: int = 16,
+        mmap_mib: int = 0,
+    ) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise StoreError("no-store", f"no watchlist store at {self.path}")
+            uri = f"file:{self.path}?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, isolation_level=None)
+        self.connection = connection
+        try:
+            connection.execute("PRAGMA busy_timeout = 10000")
+            connection.execute(f"PRAGMA cache_size = {-1024 * cache_mib}")
+            connection.execute(f"PRAGMA mmap_size = {mmap_mib << 20}")
+            self.db = sqlite_utils.Database(connection)
+            if not readonly:
+                self.db.enable_wal()
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.executescript(_SCHEMA)
+                if self._meta("index_format") is None:
+                    self._set_meta("index_format", INDEX_FORMAT)
+                    self._set_meta("version", 0)
+            elif "meta" not in self.db.table_names():
+                raise StoreError("no-store", f"{self.path} is not a watchlist store")
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise StoreError("bad-store", f"{self.path}: {exc}") from None
+        self.readonly = readonly
+        self._lists: dict[str, int] = {}
+        self._list_names: dict[int, str] = {}
+        self._known_tokens: set[str] = set()
+        self._pending_counts: dict[str, int] = {}
+
+    # -- lifecycle and metadata ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> WatchlistStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _meta(self, key: str) -> Any:
+        row = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self.connection.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @property
+    def version(self) -> int:
+        """The watchlist version the store holds (0: none applied yet)."""
+        return int(self._meta("version") or 0)
+
+    @property
+    def applied_at(self) -> str | None:
+        """When the current version was applied (UTC ISO 8601), or ``None``."""
+        return self._meta("applied_at")
+
+    def status(self) -> dict[str, Any]:
+        """Version, when it was applied, how, and the entry counts."""
+        return {
+            "version": self.version,
+            "applied_at": self.applied_at,
+            "applied_from": self._meta("applied_from"),
+            "changes_sha256": self._meta("changes_sha256"),
+            "counts": self.counts(),
+            "index_format": self._meta("index_format"),
+        }
+
+    def counts(self) -> dict[str, int]:
+        pending = self._pending_counts
+        return {
+            "persons": int(self._meta("count_person") or 0) + pending.get("person", 0),
+            "documents": int(self._meta("count_document") or 0) + pending.get("document", 0),
+        }
+
+    def check_index_format(self) -> None:
+        found = self._meta("index_format")
+        if found is not None and int(found) != INDEX_FORMAT:
+            raise StoreError(
+                "reindex",
+                f"{self.path} was indexed by another matcher version ({found}, this is "
+                f"{INDEX_FORMAT}): run 'borderlane-edge watchlist reindex --db {self.path}'",
+            )
+
+    def set_version(self, version: int, *, source: str, digest: str | None = None) -> None:
+        """Record *version* as applied now (inside the applying transaction)."""
+        self._set_meta("version", version)
+        self._set_meta("applied_at", _now())
+        self._set_meta("applied_from", source)
+        self._set_meta("changes_sha256", digest)
+
+    @contextmanager
+    def transaction(self, *, cache_mib: int | None = None) -> Iterator[None]:
+        """One write transaction: everything inside commits together or not at all.
+
+        *cache_mib* enlarges SQLite's page cache for the transaction (a large delta touches
+        index pages all over the file)."""
+        if self.readonly:
+            raise StoreError("readonly", "the store is open read-only")
+        previous = None
+        if cache_mib is not None:
+            previous = self.connection.execute("PRAGMA cache_size").fetchone()[0]
+            self.connection.execute(f"PRAGMA cache_size = {-1024 * cache_mib}")
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        finally:
+            if previous is not None:
+                self.connection.execute(f"PRAGMA cache_size = {previous}")
+        self.commit()
+
+    def begin(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit, with the entry counts kept during the transaction."""
+        for kind, delta in self._pending_counts.items():
+            if delta:
+                self.connection.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                    (f"count_{kind}", delta),
+                )
+        self._pending_counts.clear()
+        self.connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.connection.execute("ROLLBACK")
+        self._pending_counts.clear()
+        self._lists.clear()
+        self._list_names.clear()
+        self._known_tokens.clear()
+
+    # -- lists ------------------------------------------------------------------------------
+
+    def _list_id(self, name: str) -> int:
+        found = self._lists.get(name)
+        if found is not None:
+            return found
+        row = self.connection.execute("SELECT id FROM lists WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            row = (
+                self.connection.execute("INSERT INTO lists (name) VALUES (?)", (name,)).lastrowid,
+            )
+        self._lists[name] = row[0]
+        return row[0]
+
+    def list_name(self, list_id: int) -> str:
+        name = self._list_names.get(list_id)
+        if name is None:
+            row = self.connection.execute("SELECT name FROM lists WHERE id = ?", (list_id,))
+            name = self._list_names[list_id] = row.fetchone()[0]
+        return name
+
+    # -- changes (call inside transaction()) --------------------------------------------------
+
+    def _count(self, kind: str, delta: int) -> None:
+        self._pending_counts[kind] = self._pending_counts.get(kind, 0) + delta
+
+    def add(self, kind: str, entry_id: str, entry: dict[str, Any]) -> None:
+        """Add an entry that is not in the store (``StoreError`` ``present`` if it is)."""
+        try:
+            if kind == "person":
+                self._add_person(entry_id, entry)
+            else:
+                self._add_document(entry_id, entry)
+        except sqlite3.IntegrityError:
+            raise StoreError("present", f"{kind} {entry_id} is already in the store") from None
+        self._count(kind, 1)
+
+    def remove(self, kind: str, entry_id: str) -> None:
+        """Remove an entry (``StoreError`` ``absent`` if it is not in the store)."""
+        if kind == "person":
+            row = self.connection.execute(
+                "SELECT pid, stored, birth_date FROM persons WHERE entry_id = ?", (entry_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError("absent", f"person {entry_id} is not in the store")
+            pid, stored, birth_date = row
+            bdate = date_number(birth_date)
+            self.connection.executemany(
+                "DELETE FROM person_keys WHERE key = ? AND bdate = ? AND pid = ?",
+                [(key, bdate, pid) for key in stored_keys(stored)],
+            )
+            self.connection.executemany(
+                "UPDATE vocab_tokens SET persons = persons - 1 WHERE token = ?",
+                [(token,) for token in person_tokens(stored)],
+            )
+            self.connection.execute("DELETE FROM persons WHERE pid = ?", (pid,))
+        else:
+            cursor = self.connection.execute(
+                "DELETE FROM documents WHERE entry_id = ?", (entry_id,)
+            )
+            if cursor.rowcount == 0:
+                raise StoreError("absent", f"document {entry_id} is not in the store")
+        self._count(kind, -1)
+
+    def update(self, kind: str, entry_id: str, entry: dict[str, Any]) -> None:
+        """Replace an entry that is in the store (``StoreError`` ``absent`` if it is not).
+
+        When what the index is built from is unchanged (a person's names and birth date, a
+        document's number and state), the row is updated in place and the index left alone:
+        most updates change a status, an action or a list."""
+        if kind == "person":
+            names = _names_json(entry["names"])
+            changed = self.connection.execute(
+                "UPDATE persons SET nationality = ?, sex = ?, list_id = ?, category = ?, "
+                "action = ? WHERE entry_id = ? AND names = ? AND birth_date IS ?",
+                (
+                    " ".join(entry.get("nationality", ())) or None,
+                    entry.get("sex"),
+                    self._list_id(entry["list"]),
+                    entry["category"],
+                    entry["action"],
+                    entry_id,
+                    names,
+                    entry.get("birth_date"),
+                ),
+            ).rowcount
+        else:
+            changed = self.connection.execute(
+                "UPDATE documents SET number = ?, document_type = ?, status = ?, list_id = ?, "
+                "action = ? WHERE entry_id = ? AND nkey = ? AND state = ?",
+                (
+                    entry["number"],
+                    entry.get("document_type"),
+                    _STATUS_CODE[entry["status"]],
+                    self._list_id(entry["list"]),
+                    _ACTION_CODE[entry["action"]],
+                    entry_id,
+                    document_key(entry["number"]),
+                    state_code(entry["issuing_state"]),
+                ),
+            ).rowcount
+        if not changed:
+            self.remove(kind, entry_id)
+            self.add(kind, entry_id, entry)
+
+    def upsert(self, kind: str, entry_id: str, entry: dict[str, Any]) -> bool:
+        """Add or replace; True when the entry was new."""
+        try:
+            self.add(kind, entry_id, entry)
+        except StoreError as exc:
+            if exc.reason != "present":
+                raise
+            self.update(kind, entry_id, entry)
+            return False
+        return True
+
+    def add_documents(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Add many documents none of which is in the store (faster than :meth:`add`)."""
+        try:
+            self.connection.executemany(
+                "INSERT INTO documents (nkey, state, entry_id, number, document_type, status, "
+                "list_id, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._document_row(entry_id, entry) for entry_id, entry in items],
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError("present", "a document added is already in the store") from None
+        self._count("document", len(items))
+
+    def upsert_documents(self, items: list[tuple[str, dict[str, Any]]]) -> int:
+        """Add or replace many documents; returns how many were new."""
+        ids = {entry_id for entry_id, _ in items}
+        present = self.connection.execute(
+            "SELECT count(*) FROM documents WHERE entry_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        ).fetchone()[0]
+        self.connection.executemany(
+            "INSERT OR REPLACE INTO documents (nkey, state, entry_id, number, document_type, "
+            "status, list_id, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [self._document_row(entry_id, entry) for entry_id, entry in items],
+        )
+        self._count("document", len(ids) - present)
+        return len(ids) - present
+
+    def clear(self) -> None:
+        """Remove every entry (inside a transaction: a snapshot replaces the store)."""
+        for table in ("persons", "person_keys", "documents", "vocab", "vocab_tokens", "lists"):
+            self.connection.execute(f"DELETE FROM {table}")
+        self._set_meta("count_person", 0)
+        self._set_meta("count_document", 0)
+        self._pending_counts.clear()
+        self._lists.clear()
+        self._list_names.clear()
+        self._known_tokens.clear()
+
+    def _add_person(self, entry_id: str, entry: dict[str, Any]) -> None:
+        index = index_person(entry["names"])
+        birth_date = entry.get("birth_date")
+        pid = self.connection.execute(
+            "INSERT INTO persons (entry_id, names, stored, birth_date, nationality, sex, "
+            "list_id, category, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry_id,
+                _names_json(entry["names"]),
+                index.stored,
+                birth_date,
+                " ".join(entry.get("nationality", ())) or None,
+                entry.get("sex"),
+                self._list_id(entry["list"]),
+                entry["category"],
+                entry["action"],
+            ),
+        ).lastrowid
+        bdate = date_number(birth_date)
+        self.connection.executemany(
+            "INSERT INTO person_keys (key, bdate, pid) VALUES (?, ?, ?)",
+            [(key, bdate, pid) for key in index.keys],
+        )
+        self._learn(index.vocabulary, person_tokens(index.stored))
+
+    def _learn(self, vocabulary: Iterable[str], counted: Iterable[str]) -> None:
+        """Count the person's tokens, and give texts new to the list their fuzzy variants."""
+        self.connection.executemany(
+            "INSERT INTO vocab_tokens (token, persons) VALUES (?, 1) "
+            "ON CONFLICT (token) DO UPDATE SET persons = persons + 1",
+            [(text,) for text in counted],
+        )
+        fresh = [text for text in vocabulary if text not in self._known_tokens]
+        if not fresh:
+            return
+        known = {
+            row[0]
+            for row in self.connection.execute(
+                "SELECT variant FROM vocab WHERE variant IN (SELECT value FROM json_each(?)) "
+                "AND text = variant",
+                (json.dumps(fresh),),
+            )
+        }
+        rows = [(v, text) for text in fresh if text not in known for v in deletions(text)]
+        if rows:
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO vocab (variant, text) VALUES (?, ?)", rows
+            )
+        if len(self._known_tokens) > 200_000:
+            self._known_tokens.clear()
+        self._known_tokens.update(fresh)
+
+    def _add_document(self, entry_id: str, entry: dict[str, Any]) -> None:
+        self.connection.execute(
+            "INSERT INTO documents (nkey, state, entry_id, number, document_type, status, "
+            "list_id, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._document_row(entry_id, entry),
+        )
+
+    def _document_row(self, entry_id: str, entry: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            document_key(entry["number"]),
+            state_code(entry["issuing_state"]),
+            entry_id,
+            entry["number"],
+            entry.get("document_type"),
+            _STATUS_CODE[entry["status"]],
+            self._list_id(entry["list"]),
+            _ACTION_CODE[entry["action"]],
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def contains(self, kind: str, entry_id: str) -> bool:
+        table = "persons" if kind == "person" else "documents"
+        sql = f"SELECT 1 FROM {table} WHERE entry_id = ?"
+        return self.connection.execute(sql, (entry_id,)).fetchone() is not None
+
+    def get(self, kind: str, entry_id: str) -> dict[str, Any] | None:
+        """The entry as the wire carries it, or ``None``."""
+        if kind == "person":
+            row = self.connection.execute(
+                "SELECT names, birth_date, nationality, sex, list_id, category, action "
+                "FROM persons WHERE entry_id = ?",
+                (entry_id,),
+            ).fetchone()
+            return self._person_entry(row) if row else None
+        row = self.connection.execute(
+            "SELECT number, state, document_type, status, list_id, action FROM documents "
+            "WHERE entry_id = ?",
+            (entry_id,),
+        ).fetchone()
+        return self._document_entry(row) if row else None
+
+    def _person_entry(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        names, birth_date, nationality, sex, list_id, category, action = row
+        entry: dict[str, Any] = {"names": json.loads(names)}
+        if birth_date:
+            entry["birth_date"] = birth_date
+        if nationality:
+            entry["nationality"] = nationality.split()
+        if sex:
+            entry["sex"] = sex
+        entry |= {"list": self.list_name(list_id), "category": category, "action": action}
+        return entry
+
+    def _document_entry(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        number, state, document_type, status, list_id, action = row
+        entry: dict[str, Any] = {"number": number, "issuing_state": state}
+        if document_type:
+            entry["document_type"] = document_type
+        entry |= {
+            "status": STATUSES[status],
+            "list": self.list_name(list_id),
+            "action": ACTIONS[action],
+        }
+        return entry
+
+    def entries(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every entry as ``(kind, entry_id, entry)``, documents then persons, by entry id."""
+        for row in self.connection.execute(
+            "SELECT entry_id, number, state, document_type, status, list_id, action "
+            "FROM documents ORDER BY entry_id"
+        ):
+            yield "document", row[0], self._document_entry(row[1:])
+        for row in self.connection.execute(
+            "SELECT entry_id, names, birth_date, nationality, sex, list_id, category, action "
+            "FROM persons ORDER BY entry_id"
+        ):
+            yield "person", row[0], self._person_entry(row[1:])
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def reindex(self) -> int:
+        """Rebuild the blocking index and vocabulary from the stored entries (after an upgrade)."""
+        with self.transaction():
+            for table in ("person_keys", "vocab", "vocab_tokens"):
+                self.connection.execute(f"DELETE FROM {table}")
+            self._known_tokens.clear()
+            count = 0
+            for pid, names, birth_date in self._persons_in_batches():
+                index = index_person(json.loads(names))
+                self.connection.execute(
+                    "UPDATE persons SET stored = ? WHERE pid = ?", (index.stored, pid)
+                )
+                self.connection.executemany(
+                    "INSERT INTO person_keys (key, bdate, pid) VALUES (?, ?, ?)",
+                    [(key, date_number(birth_date), pid) for key in index.keys],
+                )
+                self._learn(index.vocabulary, person_tokens(index.stored))
+                count += 1
+            self._set_meta("index_format", INDEX_FORMAT)
+        return count
+
+    def _persons_in_batches(self, size: int = 2000) -> Iterator[tuple[int, str, str | None]]:
+        last = 0
+        while True:
+            rows = self.connection.execute(
+                "SELECT pid, names, birth_date FROM persons WHERE pid > ? ORDER BY pid LIMIT ?",
+                (last, size),
+            ).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]

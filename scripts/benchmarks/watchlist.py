@@ -1,0 +1,489 @@
+"""The kiosk's watchlist at scale: import, size, memory, screening latency, accuracy, deltas.
+
+One run, so the figures compare: a synthetic list of 1,000,000 persons and 10,000,000
+documents (edge/sim/watchlist.py, seeded), imported with the same code as
+``borderlane-edge watchlist import``; screening through ``borderlane-edge screen`` in a
+subprocess pinned to one core (latency per traveller as the screener measures it, resident
+memory from wait4's ru_maxrss); recall and false-positive rate on a labelled set of name
+variants and of travellers not on the list; the same labelled set screened by brute force
+(rapidfuzz token_sort_ratio against every name on the list, on a sample); and a signed
+100,000-change delta verified and applied to the big store (then a second delta undoing it,
+so the cached store keeps its content).
+
+Generated data and the imported store live in .bench/watchlist/<size>-s<seed>/ and are reused
+by later runs (the import figures are then the ones measured when the store was built).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import Figure, at_least, at_most
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".bench" / "watchlist"
+SEED = 20261124
+DATA_VERSION = 3
+"""Bumped when the generator changes, so cached data is rebuilt."""
+EDGE = Path(sys.executable).parent / "borderlane-edge"
+
+
+@dataclass(frozen=True)
+class Size:
+    persons: int
+    documents: int
+    positives: int
+    negatives: int
+    warmup: int
+    brute_sample: int
+    delta_changes: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.persons}p-{self.documents}d-v{DATA_VERSION}"
+
+
+FULL = Size(1_000_000, 10_000_000, 2000, 2000, 300, 200, 100_000)
+QUICK = Size(2000, 5000, 80, 80, 10, 40, 500)
+
+TARGET_P99_MS = 5.0
+TARGET_SPEEDUP = 100.0
+TARGET_RECALL = 0.98
+TARGET_FPR = 0.01
+TARGET_DELTA_S = 10.0
+
+
+def _log(message: str) -> None:
+    print(f"  watchlist: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and store (cached)
+
+
+def ensure_data(size: Size, directory: Path) -> None:
+    from edge.sim.watchlist import generate_documents, generate_persons, labelled_queries
+
+    done = directory / "data.done"
+    if done.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    step = max(1, size.persons // size.positives)
+    sampled = []
+    with open(directory / "persons.jsonl", "w") as out:
+        for index, (record, profile) in enumerate(generate_persons(size.persons, SEED)):
+            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            if index % step == 0 and len(sampled) < size.positives:
+                sampled.append(profile)
+    with open(directory / "documents.jsonl", "w") as out:
+        for line in generate_documents(size.documents, SEED):
+            out.write(line + "\n")
+    cases = labelled_queries(sampled, size.negatives, SEED)
+    with open(directory / "labelled.jsonl", "w") as out:
+        for case in cases:
+            out.write(json.dumps(case, ensure_ascii=False) + "\n")
+    warm = labelled_queries([], size.warmup, SEED + 1)
+    with open(directory / "warmup.jsonl", "w") as out:
+        for case in warm:
+            out.write(json.dumps(case["query"], ensure_ascii=False) + "\n")
+    done.write_text(f"{time.perf_counter() - started:.1f}\n")
+    _log(f"generated {size.name} in {time.perf_counter() - started:.0f} s")
+
+
+def ensure_store(size: Size, directory: Path) -> dict[str, Any]:
+    from edge.screening.importers import import_files
+    from edge.screening.store import WatchlistStore
+
+    meta_path = directory / "store.json"
+    store_path = directory / "store.db"
+    if meta_path.exists() and store_path.exists():
+        return json.loads(meta_path.read_text())
+    for leftover in directory.glob("store.db*"):
+        leftover.unlink()
+    started = time.perf_counter()
+    with WatchlistStore(store_path, cache_mib=512) as store:
+        persons_started = time.perf_counter()
+        report = import_files(store, [directory / "persons.jsonl"], progress=False)
+        persons_s = time.perf_counter() - persons_started
+        documents_started = time.perf_counter()
+        report_docs = import_files(store, [directory / "documents.jsonl"], progress=False)
+        documents_s = time.perf_counter() - documents_started
+        store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.connection.execute("ANALYZE")
+    meta = {
+        "import_s": time.perf_counter() - started,
+        "persons_s": persons_s,
+        "documents_s": documents_s,
+        "persons": report.persons,
+        "documents": report_docs.documents,
+        "skipped": report.skipped + report_docs.skipped,
+        "bytes": store_path.stat().st_size,
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"imported {size.name} in {meta['import_s']:.0f} s")
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Screening through the CLI, in a subprocess on one core
+
+
+def screen_subprocess(store: Path, queries: list[dict[str, Any]]) -> tuple[list[dict], int]:
+    """Screen *queries* with ``borderlane-edge screen --timing``; (answers, max RSS bytes)."""
+    payload = "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries).encode()
+    # No preexec_fn: it would fork this (large) process, and Linux carries the forked copy's
+    # resident size into the child's ru_maxrss across exec. Pin the child once it runs.
+    process = subprocess.Popen(
+        [str(EDGE), "screen", "--db", str(store), "--timing"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    os.sched_setaffinity(process.pid, {sorted(os.sched_getaffinity(0))[-1]})
+
+    def feed() -> None:
+        assert process.stdin is not None
+        process.stdin.write(payload)
+        process.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = process.stdout.read()
+    writer.join()
+    # wait4, not wait: it also gives this child's own resource usage (ru_maxrss in KiB).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"borderlane-edge screen exited with {process.returncode}")
+    answers = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return answers, usage.ru_maxrss * 1024
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    with open(path, encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def accuracy(cases: list[dict[str, Any]], hits_by_id: dict[str, list[str]]) -> dict[str, Any]:
+    """Recall on the positives, false-positive rate on the negatives, recall per class."""
+    per_class: dict[str, list[int]] = {}
+    false_positives = negatives = 0
+    for case in cases:
+        found = hits_by_id.get(case["query"]["id"], [])
+        if case["expect"] is None:
+            negatives += 1
+            false_positives += bool(found)
+        else:
+            tally = per_class.setdefault(case["class"], [0, 0])
+            tally[0] += case["expect"] in found
+            tally[1] += 1
+    hits = sum(t[0] for t in per_class.values())
+    total = sum(t[1] for t in per_class.values())
+    return {
+        "recall": hits / total if total else 0.0,
+        "fpr": false_positives / negatives if negatives else 0.0,
+        "per_class": {k: v[0] / v[1] for k, v in sorted(per_class.items())},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Brute force: rapidfuzz over every name of the list
+
+
+class BruteForce:
+    """token_sort_ratio of the query's full name against every listed name (after the same
+    transliteration and upper-casing the matcher uses), then the same birth-date rule: a
+    candidate whose birth year differs by 2 or more, or whose full date conflicts, is dropped.
+    """
+
+    CUTOFF = 85.0
+
+    def __init__(self, persons_file: Path) -> None:
+        from edge.screening.names import tokens
+
+        self.names: list[str] = []
+        self.owner: list[int] = []
+        self.ids: list[str] = []
+        self.births: list[str | None] = []
+        with open(persons_file, encoding="utf-8") as stream:
+            for number, line in enumerate(stream):
+                record = json.loads(line)
+                self.ids.append(record["id"])
+                self.births.append(record.get("birth_date"))
+                for name in record["names"]:
+                    text = f"{name.get('given_names', '')} {name['surname']}"
+                    self.names.append(" ".join(tokens(text)))
+                    self.owner.append(number)
+
+    def screen(self, query: dict[str, Any]) -> list[str]:
+        from rapidfuzz import fuzz, process
+
+        from edge.screening.matcher import compare_birth_dates
+        from edge.screening.names import tokens
+
+        text = " ".join(tokens(f"{query.get('given_names', '')} {query.get('surname', '')}"))
+        found = process.extract(
+            text, self.names, scorer=fuzz.token_sort_ratio, score_cutoff=self.CUTOFF, limit=None
+        )
+        hits = []
+        for _, _, index in found:
+            owner = self.owner[index]
+            _, reason, _, _ = compare_birth_dates(query.get("birth_date"), self.births[owner])
+            if reason["how"] == "conflict":
+                continue
+            hits.append(self.ids[owner])
+        return hits
+
+
+# ---------------------------------------------------------------------------------------------
+# Deltas
+
+
+def delta_changes(
+    store_path: Path, directory: Path, count: int, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """A delta of *count* changes against the store (adds, updates, removes of persons and
+    documents) and the delta that undoes it."""
+    from edge.screening.store import WatchlistStore
+    from edge.sim.watchlist import document_number, generate_persons
+
+    rng = random.Random(seed)
+    forward: list[dict] = []
+    backward: list[dict] = []
+    with WatchlistStore(store_path, readonly=True) as store:
+        counts = store.counts()
+        persons, documents = counts["persons"], counts["documents"]
+        third = count // 3
+        # Adds: new persons (fresh ids) and new documents.
+        fresh = generate_persons(third // 2, seed)
+        for record, _ in fresh:
+            record = dict(record)
+            record["id"] = f"bench-add-{record['id']}"
+            entry = {k: v for k, v in record.items() if k not in ("id", "kind")}
+            forward.append(
+                {"op": "add", "kind": "person", "entry_id": record["id"], "entry": entry}
+            )
+            backward.append({"op": "remove", "kind": "person", "entry_id": record["id"]})
+        for index in range(third - third // 2):
+            state, number = document_number(documents + 10_000_000 + index, seed)
+            entry_id = f"bench-add:{state}:{number}"
+            entry = {
+                "number": number,
+                "issuing_state": state,
+                "status": "lost",
+                "list": "interpol-sltd",
+                "action": "refer",
+            }
+            forward.append({"op": "add", "kind": "document", "entry_id": entry_id, "entry": entry})
+            backward.append({"op": "remove", "kind": "document", "entry_id": entry_id})
+        # Updates and removes of existing entries.
+        used: set[tuple[str, str]] = set()
+        want_updates = third
+        want_removes = count - 2 * third
+        while want_updates or want_removes:
+            if rng.random() < 0.3:
+                kind, entry_id = "person", f"p{rng.randrange(persons):08d}"
+            else:
+                state, number = document_number(rng.randrange(documents), SEED)
+                kind, entry_id = "document", f"sltd:{state}:{number}"
+            if (kind, entry_id) in used:
+                continue
+            entry = store.get(kind, entry_id)
+            if entry is None:
+                continue
+            used.add((kind, entry_id))
+            if want_updates:
+                changed = dict(entry)
+                if kind == "person":
+                    changed["action"] = "deny" if entry["action"] != "deny" else "refer"
+                else:
+                    changed["status"] = "revoked" if entry["status"] != "revoked" else "lost"
+                forward.append(
+                    {"op": "update", "kind": kind, "entry_id": entry_id, "entry": changed}
+                )
+                backward.append(
+                    {"op": "update", "kind": kind, "entry_id": entry_id, "entry": entry}
+                )
+                want_updates -= 1
+            else:
+                forward.append({"op": "remove", "kind": kind, "entry_id": entry_id})
+                backward.append({"op": "add", "kind": kind, "entry_id": entry_id, "entry": entry})
+                want_removes -= 1
+    return forward, backward
+
+
+def measure_deltas(store_path: Path, count: int) -> dict[str, float]:
+    from edge.screening.delta import apply_chunks
+    from edge.screening.store import WatchlistStore
+    from mqtt_schemas.watchlist import generate_key, make_chunks, sign_chunks
+
+    key = generate_key()
+    trusted = {"bench": key.public_key()}
+    forward, backward = delta_changes(store_path, store_path.parent, count, SEED)
+    with WatchlistStore(store_path) as store:
+        version = store.version
+        results = {}
+        for name, changes in (("forward", forward), ("backward", backward)):
+            started = time.perf_counter()
+            chunks = sign_chunks(
+                make_chunks(
+                    "delta", changes, from_version=version, to_version=version + 1, key_id="bench"
+                ),
+                key,
+            )
+            results[f"{name}_sign_s"] = time.perf_counter() - started
+            result = apply_chunks(store, chunks, trusted)
+            results[f"{name}_apply_s"] = result.seconds
+            results["chunks"] = len(chunks)
+            version += 1
+        store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(quick: bool) -> list[Figure]:
+    size = QUICK if quick else FULL
+    directory = CACHE / f"{size.name}-s{SEED}"
+    ensure_data(size, directory)
+    meta = ensure_store(size, directory)
+    store = directory / "store.db"
+
+    cases = _read_jsonl(directory / "labelled.jsonl")
+    warmup = _read_jsonl(directory / "warmup.jsonl")
+    # Travellers carry documents: most not listed, some listed ones read with an OCR slip.
+    from edge.sim.watchlist import document_number
+
+    rng = random.Random(SEED)
+    queries = []
+    for number, case in enumerate(cases):
+        query = dict(case["query"])
+        state, doc = document_number(rng.randrange(10**9) + 10**9, SEED)
+        if number % 20 == 0:
+            state, doc = document_number(rng.randrange(size.documents), SEED)
+            doc = doc.replace("0", "O", 1)
+        query["document_number"], query["issuing_state"] = doc, state
+        queries.append(query)
+    answers, rss = screen_subprocess(store, warmup + queries)
+    answers = answers[len(warmup) :]
+    latencies = [a["ms"] for a in answers if "ms" in a]
+    hits_by_id = {
+        a["id"]: [h["entry_id"] for h in a.get("hits", []) if h["kind"] == "person"]
+        for a in answers
+    }
+    ours = accuracy(cases, hits_by_id)
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    # Where recall is lost: listed persons whose entry gives a full birth date, and the others
+    # (a year, a month or nothing), whose common names no birth date can tell apart.
+    from edge.screening.store import WatchlistStore
+
+    with WatchlistStore(store, readonly=True) as reader:
+        precision = {
+            c["expect"]: len((reader.get("person", c["expect"]) or {}).get("birth_date", ""))
+            for c in cases
+            if c["expect"]
+        }
+    full_dob = [c for c in cases if c["expect"] and precision[c["expect"]] == 10]
+    weak_dob = [c for c in cases if c["expect"] and precision[c["expect"]] != 10]
+    recall_full = accuracy(full_dob, hits_by_id)["recall"]
+    recall_weak = accuracy(weak_dob, hits_by_id)["recall"]
+
+    _log("brute force")
+    brute = BruteForce(directory / "persons.jsonl")
+    sample = cases[:: max(1, len(cases) // size.brute_sample)][: size.brute_sample]
+    brute_hits: dict[str, list[str]] = {}
+    brute_ms = []
+    for case in sample:
+        started = time.perf_counter()
+        brute_hits[case["query"]["id"]] = brute.screen(case["query"])
+        brute_ms.append((time.perf_counter() - started) * 1000)
+    del brute
+    brute_acc = accuracy(sample, brute_hits)
+    ours_on_sample = accuracy(sample, hits_by_id)
+    brute_mean = statistics.mean(brute_ms)
+    ours_mean = statistics.mean(latencies)
+
+    _log("deltas")
+    deltas = measure_deltas(store, size.delta_changes)
+    delta_s = max(deltas["forward_apply_s"], deltas["backward_apply_s"])
+    scale = f"{size.persons:,} persons + {size.documents:,} documents"
+    positives = sum(1 for c in cases if c["expect"])
+    # Rates are given as 1 - false-positive rate (specificity), so that every figure is
+    # positive: the false-positive rate target <= 0.01 is specificity >= 0.99.
+    figures = [
+        Figure("import", meta["import_s"], "s", note=f"{scale}, JSONL, one core"),
+        Figure("import persons", meta["persons_s"], "s"),
+        Figure("import documents", meta["documents_s"], "s"),
+        Figure("database size", meta["bytes"] / 2**20, "MiB"),
+        Figure("screening process memory (max RSS)", rss / 2**20, "MiB"),
+        Figure("screening p50", p50, "ms", note="per traveller, one core"),
+        at_most("screening p99", p99, "ms", TARGET_P99_MS, "per traveller, one core"),
+        at_least("recall", ours["recall"], "", TARGET_RECALL, f"{positives} listed, varied"),
+        at_least(
+            "specificity (1 - false-positive rate)",
+            1 - ours["fpr"],
+            "",
+            1 - TARGET_FPR,
+            f"{size.negatives} not listed, common names",
+        ),
+        Figure("brute force mean latency", brute_mean, "ms", note=f"{len(sample)} travellers"),
+        at_least(
+            "speed-up over brute force", brute_mean / ours_mean, "x", TARGET_SPEEDUP, "mean latency"
+        ),
+        Figure("brute force recall", brute_acc["recall"], "", note=f"{len(sample)} sampled"),
+        Figure("brute force specificity", 1 - brute_acc["fpr"], "", note="same sample"),
+        at_least(
+            "recall on the brute-force sample",
+            ours_on_sample["recall"],
+            "",
+            brute_acc["recall"],
+            "target: brute force's",
+        ),
+        Figure("specificity on the brute-force sample", 1 - ours_on_sample["fpr"], ""),
+        at_most(
+            f"{size.delta_changes:,}-change delta verified and applied",
+            delta_s,
+            "s",
+            TARGET_DELTA_S,
+            f"{deltas['chunks']} signed chunks, one transaction",
+        ),
+        Figure("delta signed (console side)", deltas["forward_sign_s"], "s"),
+    ]
+    if not quick:  # a handful per class in quick runs: meaningless, and possibly 0
+        figures.append(
+            Figure(
+                "recall, list gives the full birth date",
+                recall_full,
+                "",
+                note=f"{len(full_dob)} listed",
+            )
+        )
+        figures.append(
+            Figure(
+                "recall, list gives a year, a month or none",
+                recall_weak,
+                "",
+                note=f"{len(weak_dob)} listed",
+            )
+        )
+        for variant, recall in ours["per_class"].items():
+            figures.append(Figure(f"recall: {variant}", recall, ""))
+    return figures
