@@ -516,6 +516,7 @@ def screen(db: Path, threshold: float, timing: bool) -> None:
                 message = str(exc) if isinstance(exc, QueryError) else f"not JSON ({exc})"
                 answer: dict[str, Any] = {"id": query_id, "error": f"line {number}: {message}"}
                 out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+                out.flush()
                 continue
             started = time.perf_counter()
             hits = screener.screen(query)
@@ -524,6 +525,6 @@ def screen(db: Path, threshold: float, timing: bool) -> None:
             if timing:
                 answer["ms"] = round(elapsed * 1000, 3)
             out.write(json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n")
-        out.flush()
+            out.flush()  # one answer per traveller as it comes: screen can serve a pipe
     if bad:
         sys.exit(1)
