@@ -62,11 +62,11 @@ from edge.sim.cbic_issue import (
     issue_card_file,
     load_card_image,
     load_issuer,
-    load_trust_list,
     save_card_image,
     save_issuer,
     trust_list_for,
 )
+from edge.trust import load_trust_list
 from mqtt_schemas import examples, validate
 
 TODAY = date(2026, 11, 24)

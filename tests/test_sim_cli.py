@@ -30,10 +30,11 @@ from edge.documents.emrtd.passive_auth import CscaStore, verify
 from edge.documents.emrtd.reader import read_emrtd
 from edge.documents.mrz import parse as parse_mrz
 from edge.sim.cbic_card import CbicCard
-from edge.sim.cbic_issue import SAMPLES_DIR, load_card_image, load_trust_list
+from edge.sim.cbic_issue import SAMPLES_DIR, load_card_image
 from edge.sim.emrtd_chip import EmrtdChip, PassportImage, load_passport_image
 from edge.sim.emrtd_pki import SPECIMEN_MRZ
 from edge.sim.pcscd import PcscStack
+from edge.trust import load_trust_list
 from harness.pcsc import pyscard_transmit, wait_for_card
 
 EDGE = Path(sys.executable).parent / "borderlane-edge"

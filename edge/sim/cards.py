@@ -107,6 +107,7 @@ class IsoCard(VirtualCard):
         *,
         atr: bytes | None = None,
         random: Callable[[int], bytes] = secrets.token_bytes,
+        pull_after: int | None = None,
     ) -> None:
         self.atr = self.ATR if atr is None else bytes(atr)
         self.aids = frozenset(bytes(aid) for aid in aids)
@@ -115,6 +116,14 @@ class IsoCard(VirtualCard):
         self.selected: bytes | None = None
         #: The last GET CHALLENGE answer (authentication protocols check it later).
         self.last_challenge: bytes | None = None
+        #: Command APDUs received through :meth:`transmit` (the vpcd path).
+        self.apdu_count = 0
+        #: Take the card out of the reader when command APDU ``pull_after + 1`` arrives: a
+        #: traveller pulling the card mid-read. Needs :attr:`unplug`.
+        self.pull_after = pull_after
+        #: Called once to take the card out of the reader; wire it to ``VpcdClient.remove``.
+        self.unplug: Callable[[], None] | None = None
+        self.pulled = False
 
     def reset(self) -> None:
         self.selected = None
@@ -123,6 +132,17 @@ class IsoCard(VirtualCard):
     # -- dispatch ----------------------------------------------------------------------------
 
     def transmit(self, apdu: bytes) -> bytes:
+        self.apdu_count += 1
+        if self.pull_after is not None and self.apdu_count > self.pull_after:
+            if not self.pulled and self.unplug is not None:
+                self.pulled = True
+                self.unplug()
+            # Never delivered when unplugged; without an unplug hook the card is merely mute.
+            return StatusWord.NO_PRECISE_DIAGNOSIS.to_bytes()
+        return self.answer(apdu)
+
+    def answer(self, apdu: bytes) -> bytes:
+        """The response to one command APDU's bytes (a card that was not pulled)."""
         try:
             command = CommandApdu.parse(apdu)
         except ApduError:

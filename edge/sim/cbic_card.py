@@ -130,7 +130,7 @@ class CbicCard(IsoCard):
         pull_after: int | None = None,
         random: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
-        super().__init__((CBIC_AID,), random=random)
+        super().__init__((CBIC_AID,), random=random, pull_after=pull_after)
         self.files: dict[int, bytes] = {
             SFI_HOLDER: bytes(holder_data),
             SFI_SIGNATURE: bytes(signature_data),
@@ -140,12 +140,6 @@ class CbicCard(IsoCard):
         self.card_key = card_key
         #: SFI of the current EF (set by READ BINARY by SFI), None after SELECT or reset.
         self.current_file: int | None = None
-        #: Command APDUs received through :meth:`transmit` (the vpcd path).
-        self.apdu_count = 0
-        self.pull_after = pull_after
-        #: Called once to take the card out of the reader; wire it to ``VpcdClient.remove``.
-        self.unplug: Callable[[], None] | None = None
-        self.pulled = False
 
     @classmethod
     def from_image(
@@ -176,16 +170,6 @@ class CbicCard(IsoCard):
     def reset(self) -> None:
         super().reset()
         self.current_file = None
-
-    def transmit(self, apdu: bytes) -> bytes:
-        self.apdu_count += 1
-        if self.pull_after is not None and self.apdu_count > self.pull_after:
-            if not self.pulled and self.unplug is not None:
-                self.pulled = True
-                self.unplug()
-            # Never delivered when unplugged; without an unplug hook the card is merely mute.
-            return StatusWord.NO_PRECISE_DIAGNOSIS.to_bytes()
-        return super().transmit(apdu)
 
     # -- instructions ------------------------------------------------------------------------
 

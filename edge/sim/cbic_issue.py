@@ -44,7 +44,6 @@ from edge.documents.cbic import (
     ecdsa_sign_raw,
 )
 from edge.sim.cbic_card import CardImage
-from edge.trust import load_trust_list
 
 __all__ = [
     "HOLDER_FIELDS",
@@ -57,7 +56,6 @@ __all__ = [
     "issue_card_file",
     "load_card_image",
     "load_issuer",
-    "load_trust_list",
     "save_card_image",
     "save_issuer",
     "trust_list_for",

@@ -515,7 +515,7 @@ class EmrtdChip(IsoCard):
         pull_after: int | None = None,
         random: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
-        super().__init__((MRTD_AID,), random=random)
+        super().__init__((MRTD_AID,), random=random, pull_after=pull_after)
         if max_block is not None and max_block < 1:
             raise ValueError("max_block must be positive")
         self.files = {LdsFile(file): bytes(data) for file, data in files.items()}
@@ -523,14 +523,8 @@ class EmrtdChip(IsoCard):
         self.extended_length = extended_length
         self.max_block = max_block
         self.wrong_mac = wrong_mac
-        self.pull_after = pull_after
-        #: Called once to take the chip out of the reader; wire it to ``VpcdClient.remove``.
-        self.unplug: Callable[[], None] | None = None
-        self.pulled = False
         #: The image the chip was made from, if any (for tests and logs).
         self.image: PassportImage | None = None
-        #: Command APDUs received through :meth:`transmit` (the vpcd path).
-        self.apdu_count = 0
         #: Successful BAC runs since the chip was made (a reader re-authenticates after errors).
         self.authentications = 0
         #: The file SELECT or READ BINARY by SFI made current.
@@ -593,14 +587,7 @@ class EmrtdChip(IsoCard):
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def transmit(self, apdu: bytes) -> bytes:
-        self.apdu_count += 1
-        if self.pull_after is not None and self.apdu_count > self.pull_after:
-            if not self.pulled and self.unplug is not None:
-                self.pulled = True
-                self.unplug()
-            # Never delivered when unplugged; without an unplug hook the chip is merely mute.
-            return StatusWord.NO_PRECISE_DIAGNOSIS.to_bytes()
+    def answer(self, apdu: bytes) -> bytes:
         try:
             command = CommandApdu.parse(apdu)
         except ApduError:
