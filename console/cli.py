@@ -20,7 +20,9 @@ import mqtt_schemas
 from mqtt_schemas import PayloadError, TopicError, topics
 
 from . import connection, export, ingest
+from .commands_cli import command
 from .store import StoreError, connect_readonly
+from .watchlist_cli import watchlist as watchlist_group
 
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -244,6 +246,10 @@ def export_crossings(db_path: Path, fmt: export.Format, out: Path | None) -> Non
         conn.close()
     if out is not None:
         click.echo(f"{count} crossing{'s' if count != 1 else ''} written to {out}", err=True)
+
+
+cli.add_command(command)
+cli.add_command(watchlist_group)
 
 
 def _payloads(files: tuple[TextIO, ...]):

@@ -1,47 +1,176 @@
-"""Run the Borderlane stack locally: ``make demo`` (``DEMO_SECONDS=N`` stops it by itself).
+"""Run the whole Borderlane loop locally: ``make demo`` (``DEMO_SECONDS=N`` stops it by itself).
 
-State lives under ``.demo/`` in the repository (``DEMO_STATE`` overrides it): the PKI (kept
-between runs, so certificates you copied stay valid) and the broker's configuration, log and
-persistence. Every process started
-here is stopped on Ctrl-C, on SIGTERM, or when ``DEMO_SECONDS`` have passed.
+What runs (every process is a real one, on real parts):
+
+- Mosquitto with TLS and one client certificate per kiosk and for the console;
+- the console: ``borderlane-console ingest`` (stores crossings, health, acks) and
+  ``borderlane-console watchlist serve`` (answers kiosks' catch-ups); the watchlist (the
+  synthetic population's listed travellers plus filler) is published once, signed;
+- ``DEMO_KIOSKS`` kiosks (default 3): each is the real agent (``python -m edge run``) with its
+  own pcscd + vpcd card reader and a virtual serial MRZ reader, and a traveller simulator
+  (``borderlane-edge sim travellers``) walking synthetic travellers up to it: CBIC holders
+  tap, passport holders scan their MRZ and then present the chip; some are on the watchlist,
+  some hold an expired card or one not valid at this crossing.
+
+State lives under ``.demo/`` (``DEMO_STATE`` overrides): the PKI and the population are kept
+between runs; the kiosks' databases and ``.demo/console.db`` start afresh each run so the final
+count is this run's. At the end (Ctrl-C, SIGTERM or ``DEMO_SECONDS``) the simulators stop, the
+kiosks get a moment to deliver what they hold, and the demo prints how many crossings the
+kiosks generated, how many the console stored, and how many the kiosks saw acked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import sqlite3
+import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.sim.pcscd import PcscStack, PcscStackError
+from edge.sim.population import Population, make_population
+from mqtt_schemas.watchlist import generate_key, key_fingerprint, private_key_pem, public_key_pem
 from provisioning.broker import BrokerConfig, BrokerError, Mosquitto, free_port
 from provisioning.pki import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("DEMO_STATE") or ROOT / ".demo")
-DEMO_KIOSKS = ("kiosk-bz-01", "kiosk-bz-02")
+SITE = "bz-santa-elena"
+DRAIN_S = 20.0
+"""At the end: how long the kiosks get to deliver what their outboxes still hold."""
 
 
 class Stop(Exception):
     """Raised by the SIGTERM handler so cleanup runs exactly as for Ctrl-C."""
 
 
-def demo_seconds() -> float | None:
-    value = os.environ.get("DEMO_SECONDS", "").strip()
+def _number(name: str, default: float, *, integer: bool = False) -> float:
+    value = os.environ.get(name, "").strip()
     if not value:
-        return None
+        return default
     try:
-        seconds = float(value)
+        number = int(value) if integer else float(value)
     except ValueError:
-        sys.exit(f"demo: DEMO_SECONDS must be a number of seconds, got {value!r}")
-    if seconds <= 0:
-        sys.exit(f"demo: DEMO_SECONDS must be positive, got {value!r}")
-    return seconds
+        kind = "a whole number" if integer else "a number of seconds"
+        sys.exit(f"demo: {name} must be {kind}, got {value!r}")
+    if number <= 0:
+        sys.exit(f"demo: {name} must be positive, got {value!r}")
+    return number
 
 
-def prepare_pki() -> CertificateAuthority:
+def demo_seconds() -> float | None:
+    if not os.environ.get("DEMO_SECONDS", "").strip():
+        return None
+    return _number("DEMO_SECONDS", 0)
+
+
+def kiosk_names() -> list[str]:
+    count = int(_number("DEMO_KIOSKS", 3, integer=True))
+    return [f"kiosk-bz-{number:02d}" for number in range(1, count + 1)]
+
+
+def _pdeathsig() -> list[str]:
+    """Children die with the demo even if it is killed (setpriv --pdeathsig)."""
+    return ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
+def _python(*args: str) -> list[str]:
+    return [*_pdeathsig(), sys.executable, *args]
+
+
+@dataclass
+class Kiosk:
+    name: str
+    directory: Path
+    stack: PcscStack
+    ui_port: int
+    agent: subprocess.Popen[bytes] | None = None
+    travellers: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db(self) -> Path:
+        return self.directory / "state" / "kiosk.db"
+
+    def watchlist_version(self) -> int:
+        path = self.directory / "state" / "watchlist.db"
+        if not path.exists():
+            return 0
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = connection.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            connection.close()
+        return int(row[0]) if row else 0
+
+    def counts(self) -> tuple[int, int]:
+        """(crossings the lane recorded, crossings still waiting for the console's ack)."""
+        if not self.db.exists():
+            return 0, 0
+        connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            recorded = connection.execute(
+                "SELECT coalesce(sum(recorded), 0) FROM lane_state"
+            ).fetchone()[0]
+            waiting = connection.execute(
+                "SELECT count(*) FROM uplink_outbox WHERE channel = 'crossings'"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0, 0
+        finally:
+            connection.close()
+        return recorded, waiting
+
+
+@dataclass
+class Demo:
+    kiosks: list[Kiosk] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stacks: list[PcscStack] = field(default_factory=list)
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None):
+        log = open(STATE / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        """Travellers, then kiosks (their offline reaches a console still listening), then
+        the console's processes."""
+        kiosks = [k.agent for k in self.kiosks if k.agent] + [
+            k.travellers for k in self.kiosks if k.travellers
+        ]
+        self._stop([p for p in kiosks if p is not None])
+        self._stop([p for p in self.processes if p not in kiosks])
+        for stack in self.stacks:
+            stack.stop()
+
+    @staticmethod
+    def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def prepare_pki(names: list[str]) -> CertificateAuthority:
     ca = CertificateAuthority.open_or_create(STATE / "pki", "Borderlane Demo CA")
-    for name in ("console", *DEMO_KIOSKS):
+    for name in ("console", *names):
         if not (ca.directory / "issued" / f"{name}.crt").exists():
             ca.issue_client(name)
     if not (ca.directory / "issued" / "broker.crt").exists():
@@ -49,9 +178,124 @@ def prepare_pki() -> CertificateAuthority:
     return ca
 
 
+def prepare_population() -> Population:
+    directory = STATE / "population"
+    if (directory / "population.json").exists():
+        return Population.load(directory)
+    size = int(_number("DEMO_TRAVELLERS", 400, integer=True))
+    return make_population(directory, size, seed=20261124, site=SITE)
+
+
+def prepare_signing_key() -> tuple[Path, str]:
+    """The console's watchlist signing key: Ed25519, apart from every TLS key."""
+    directory = STATE / "watchlist-signing"
+    directory.mkdir(parents=True, exist_ok=True)
+    private = directory / "signing.key.pem"
+    if not private.exists():
+        key = generate_key()
+        descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(private_key_pem(key))
+        key_id = f"wl-demo-{key_fingerprint(key)[:12]}"
+        (directory / "key_id").write_text(key_id)
+        (directory / f"{key_id}.pub.pem").write_bytes(public_key_pem(key))
+    return private, (directory / "key_id").read_text().strip()
+
+
+def kiosk_config(
+    kiosk: Kiosk, ca: CertificateAuthority, tls_port: int, population: Population, trust: Path
+) -> Path:
+    identity = ca.identity(kiosk.name)
+    text = f"""# Written by scripts/demo.py for this run.
+[agent]
+device_id = "{kiosk.name}"
+data_dir = "state"
+restart_initial_s = 0.5
+restart_max_s = 5
+
+[lane]
+site = "{SITE}"
+lane = "lane-1"
+direction = "entry"
+
+[lane.policy]
+show_s = 1
+
+[trust]
+issuers = "{population.cbic_trust_dir}"
+csca = ["{population.csca_dir}"]
+
+[watchlist]
+trusted_keys = "{trust}"
+
+[card_reader]
+readers = ["={kiosk.stack.reader_names[0]}"]
+
+[mrz_reader]
+port = "{kiosk.directory / "mrz-reader"}"
+
+[uplink.broker]
+host = "127.0.0.1"
+port = {tls_port}
+ca_file = "{ca.cert_path}"
+cert_file = "{identity.cert_path}"
+key_file = "{identity.key_path}"
+
+[uplink.delivery]
+ack_timeout_s = 10
+
+[ui]
+port = {kiosk.ui_port}
+
+[health]
+interval_s = 5
+"""
+    path = kiosk.directory / "kiosk.toml"
+    path.write_text(text)
+    return path
+
+
+def wait_for_watchlist(kiosks: list[Kiosk], timeout: float = 30.0) -> None:
+    """Until every kiosk applied the published watchlist (a kiosk without one refers everyone:
+    the demo's travellers should meet kiosks in service)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(kiosk.watchlist_version() >= 1 for kiosk in kiosks):
+            return
+        time.sleep(0.2)
+    late = [kiosk.name for kiosk in kiosks if kiosk.watchlist_version() < 1]
+    print(f"demo: {', '.join(late)} has no watchlist yet; it refers every traveller until then")
+
+
+def console_count(db: Path, names: list[str]) -> int:
+    if not db.exists():
+        return 0
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        marks = ",".join("?" * len(names))
+        return connection.execute(
+            f"SELECT count(*) FROM crossings WHERE device_id IN ({marks})", names
+        ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        connection.close()
+
+
 def main() -> int:
     seconds = demo_seconds()
-    ca = prepare_pki()
+    names = kiosk_names()
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / "logs").mkdir(exist_ok=True)
+    ca = prepare_pki(names)
+    population = prepare_population()
+    signing_key, key_id = prepare_signing_key()
+    console_db = STATE / "console.db"
+    for stale in [console_db, *STATE.glob("console.db-*"), STATE / "kiosks"]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
     server = ca.identity("broker")
     config = BrokerConfig(
         directory=STATE / "broker",
@@ -67,51 +311,198 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     broker = Mosquitto(config)
+    demo = Demo()
+    console = ca.identity("console")
+    broker_args = [
+        "--broker",
+        f"127.0.0.1:{config.tls_port}",
+        "--cafile",
+        str(ca.cert_path),
+        "--cert",
+        str(console.cert_path),
+        "--key",
+        str(console.key_path),
+    ]
     try:
         broker.start()
-        console = ca.identity("console")
-        kiosk = ca.identity(DEMO_KIOSKS[0])
-        print(
-            f"""
-Borderlane demo is running.
-
-  broker (Mosquitto)  mqtts://127.0.0.1:{config.tls_port}  client certificates from {ca.cert_path}
-                      mqtt://127.0.0.1:{config.plain_port}   plain, loopback only, for watching
-                      pid {broker.pid}, config {config.config_file}, log {config.log_file}
-  certificates        {ca.directory / "issued"}  (console, {", ".join(DEMO_KIOSKS)}, broker)
-
-Watch all traffic:
-  mosquitto_sub -p {config.plain_port} -t 'borderlane/v1/#' -v
-
-Publish as kiosk {DEMO_KIOSKS[0]} (its certificate confines it to its own topics):
-  mosquitto_pub -p {config.tls_port} --cafile {ca.cert_path} \\
-      --cert {kiosk.cert_path} --key {kiosk.key_path} \\
-      -t borderlane/v1/devices/{DEMO_KIOSKS[0]}/health -m '{{}}'
-
-Subscribe as the console:
-  mosquitto_sub -p {config.tls_port} --cafile {ca.cert_path} \\
-      --cert {console.cert_path} --key {console.key_path} -t 'borderlane/v1/#' -v
-
-{"Stopping by itself after " + format(seconds, "g") + " s; " if seconds else ""}Ctrl-C stops it.""",
-            flush=True,
+        demo.spawn(
+            "console-ingest",
+            _python("-m", "console", "ingest", "--db", str(console_db), *broker_args),
         )
+        demo.spawn(
+            "console-watchlist",
+            _python(
+                "-m",
+                "console",
+                "watchlist",
+                "serve",
+                "--db",
+                str(console_db),
+                "--signing-key",
+                str(signing_key),
+                "--key-id",
+                key_id,
+                *broker_args,
+            ),
+        )
+        publish = subprocess.run(
+            _python(
+                "-m",
+                "console",
+                "watchlist",
+                "publish",
+                "--db",
+                str(console_db),
+                "--signing-key",
+                str(signing_key),
+                "--key-id",
+                key_id,
+                *broker_args,
+                str(population.watchlist_path),
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if publish.returncode != 0:
+            print(
+                f"demo: publishing the watchlist failed: {publish.stderr.strip()}", file=sys.stderr
+            )
+            return 1
+        for name in names:
+            directory = STATE / "kiosks" / name
+            directory.mkdir(parents=True)
+            stack = PcscStack().start()
+            demo.stacks.append(stack)
+            kiosk = Kiosk(name, directory, stack, free_port())
+            path = kiosk_config(kiosk, ca, config.tls_port, population, signing_key.parent)
+            kiosk.agent = demo.spawn(
+                name, _python("-m", "edge", "run", "--config", str(path)), stack.env
+            )
+            demo.kiosks.append(kiosk)
+        wait_for_watchlist(demo.kiosks)
+        for number, kiosk in enumerate(demo.kiosks):
+            kiosk.travellers = demo.spawn(
+                f"{kiosk.name}-travellers",
+                _python(
+                    "-m",
+                    "edge",
+                    "sim",
+                    "travellers",
+                    "--population",
+                    str(population.directory),
+                    "--vpcd-port",
+                    str(kiosk.stack.vpcd_port),
+                    "--mrz-link",
+                    str(kiosk.directory / "mrz-reader"),
+                    "--interval",
+                    "1",
+                    "--seed",
+                    str(number + 1),
+                ),
+            )
+        print(banner(config, broker.pid, ca, console_db, demo.kiosks, seconds), flush=True)
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
             if not broker.running:
-                print(
-                    f"demo: the broker stopped unexpectedly: {broker.log()[-500:]}", file=sys.stderr
-                )
+                print(f"demo: the broker stopped: {broker.log()[-500:]}", file=sys.stderr)
                 return 1
+            for process in demo.processes:
+                if process.poll() is not None:
+                    print(
+                        f"demo: {process.args} exited ({process.returncode}); see {STATE / 'logs'}",
+                        file=sys.stderr,
+                    )
+                    return 1
             time.sleep(0.2)
-    except BrokerError as exc:
+    except (BrokerError, PcscStackError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Stop):
         pass
     finally:
+        summary = finish(demo, console_db, names)
         broker.stop()
+    print(summary)
     print("demo stopped; nothing left running.")
     return 0
+
+
+def finish(demo: Demo, console_db: Path, names: list[str]) -> str:
+    """Stop the travellers, let the kiosks deliver, stop everything, and count."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for kiosk in demo.kiosks:
+        if kiosk.travellers is not None and kiosk.travellers.poll() is None:
+            kiosk.travellers.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        for kiosk in demo.kiosks:
+            if kiosk.travellers is not None:
+                kiosk.travellers.wait(10)
+    deadline = time.monotonic() + DRAIN_S
+    while demo.kiosks and time.monotonic() < deadline:
+        if all(kiosk.counts()[1] == 0 for kiosk in demo.kiosks):
+            break
+        time.sleep(0.2)
+    demo.stop_all()
+    generated = sum(kiosk.counts()[0] for kiosk in demo.kiosks)
+    waiting = sum(kiosk.counts()[1] for kiosk in demo.kiosks)
+    stored = console_count(console_db, names)
+    lost = generated - stored
+    return (
+        f"crossings: generated {generated} by {len(demo.kiosks)} kiosks, "
+        f"stored {stored} in {console_db}, acked {generated - waiting}"
+        + (
+            f"; {waiting} still in the kiosks' outboxes (they stay there until acked)"
+            if waiting
+            else ""
+        )
+        + (f"; MISSING {lost}" if lost > 0 and not waiting else "")
+    )
+
+
+def banner(
+    config: BrokerConfig,
+    broker_pid: int | None,
+    ca: CertificateAuthority,
+    console_db: Path,
+    kiosks: list[Kiosk],
+    seconds: float | None,
+) -> str:
+    console = ca.identity("console")
+    lines = [
+        "",
+        "Borderlane demo is running.",
+        "",
+        f"  broker (Mosquitto)  mqtts://127.0.0.1:{config.tls_port}  (TLS, client certificates)",
+        f"                      mqtt://127.0.0.1:{config.plain_port}   (plain, loopback, to watch)",
+        f"  certificates        {ca.directory / 'issued'}  (CA {ca.cert_path})",
+        f"                      pid {broker_pid}, log {config.log_file}",
+        f"  console database    {console_db}",
+        f"  logs                {STATE / 'logs'}",
+        "",
+        "Kiosks (agent + its own pcscd/vpcd card reader + virtual MRZ reader + travellers):",
+    ]
+    for kiosk in kiosks:
+        lines.append(
+            f"  {kiosk.name}  pages http://127.0.0.1:{kiosk.ui_port}/  database {kiosk.db}"
+        )
+    lines += [
+        "",
+        "Watch all traffic:",
+        f"  mosquitto_sub -p {config.plain_port} -t 'borderlane/v1/#' -v",
+        "Crossings stored so far:",
+        f"  sqlite3 {console_db} 'SELECT device_id, count(*) FROM crossings GROUP BY 1'",
+        "Export them:",
+        f"  .venv/bin/borderlane-console export crossings --db {console_db} --format csv",
+        "Ask a kiosk something:",
+        f"  .venv/bin/borderlane-console command send --device {kiosks[0].name} diagnostics \\",
+        f"      --broker 127.0.0.1:{config.tls_port} --cafile {ca.cert_path} \\",
+        f"      --cert {console.cert_path} --key {console.key_path}",
+        "",
+        ("Stopping by itself after " + format(seconds, "g") + " s; " if seconds else "")
+        + "Ctrl-C stops it.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

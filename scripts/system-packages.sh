@@ -6,7 +6,7 @@ set -eu
 
 PYTHON=${PYTHON:-python3}
 PACKAGES="mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig socat
-build-essential pkg-config"
+build-essential pkg-config chromium chromium-driver"
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "borderlane: $PYTHON not found; install Python 3.11 (sudo apt-get install -y python3)" >&2

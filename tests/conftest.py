@@ -6,4 +6,6 @@ pytest_plugins = [
     "harness.serial",
     "harness.console",
     "harness.uplink",
+    "harness.browser",
+    "harness.agent",
 ]

@@ -178,6 +178,7 @@ def test_a_clean_cbic_passes_and_is_recorded_before_it_is_shown(outbox) -> None:
         "state": "show",
         "crossing_id": event.crossing_id,
         "outcome": "pass",
+        "recorded": 1,  # the lane's count of crossings, committed with each one
     }
     assert lane.reviews.pending() == []
 
@@ -258,6 +259,15 @@ def test_no_watchlist_refers(outbox) -> None:
     tap(lane, CbicCard.from_image(WORKER))
     (crossing,) = records(outbox, "crossing")
     assert crossing["decision"]["reasons"] == ["no-watchlist"]
+    assert crossing["screening"]["watchlist_version"] == 0
+
+
+def test_a_kiosk_that_never_received_a_watchlist_refers_everyone(outbox) -> None:
+    """Version 0 is an empty store, not a clean one: nobody can be screened against it."""
+    lane, _seen = make_lane(outbox, FakeScreener(version=0))
+    tap(lane, CbicCard.from_image(WORKER))
+    (crossing,) = records(outbox, "crossing")
+    assert crossing["decision"] == {"outcome": "refer", "reasons": ["no-watchlist"]}
     assert crossing["screening"]["watchlist_version"] == 0
 
 

@@ -10,7 +10,9 @@ import click
 
 from .card import card
 from .mrz import mrz
+from .run import run
 from .sim import sim
+from .ui import ui
 from .watchlist import screen, watchlist
 
 
@@ -21,6 +23,7 @@ def cli() -> None:
 
     \b
     Examples:
+      borderlane-edge run --config /etc/borderlane/kiosk.toml   the kiosk agent
       borderlane-edge sim card --port 35963      insert a virtual card into the vpcd reader
       borderlane-edge sim card --help            what the virtual card answers
       borderlane-edge mrz parse < scan.txt       what an MRZ says, as JSON
@@ -30,7 +33,9 @@ def cli() -> None:
 
 cli.add_command(card)
 cli.add_command(mrz)
+cli.add_command(run)
 cli.add_command(sim)
+cli.add_command(ui)
 cli.add_command(screen)
 cli.add_command(watchlist)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -48,6 +49,15 @@ from edge.sim.mrz_reader import (
     WireFormat,
     split_documents,
     synthetic_documents,
+)
+from edge.sim.population import DEFAULT_FILLER
+from edge.sim.travellers import (
+    DEFAULT_SITE,
+    REMOVAL_GAP_S,
+    LaneDriver,
+    Population,
+    PopulationError,
+    make_population,
 )
 from edge.sim.vpcd import VPCD_DEFAULT_PORT, VirtualCard, VpcdClient, VpcdUnavailable
 
@@ -609,3 +619,286 @@ def _feed(
         time.sleep(every)  # also gives the last document time to be read before an exit
         if count is not None and sent >= count:
             return
+
+
+# -- synthetic travellers -------------------------------------------------------------------------
+
+
+@sim.command("population", cls=OneLineErrors)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="A new directory for the population (refused if it already holds one).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="How many travellers.",
+)
+@click.option("--seed", type=int, required=True, help="The same seed makes the same people.")
+@click.option(
+    "--watchlisted",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    metavar="SHARE",
+    help="Share of travellers on the watchlist (actions refer, deny, alert).",
+)
+@click.option(
+    "--passports",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    metavar="SHARE",
+    help="Share of travellers with an ePassport (the others carry a CBIC).",
+)
+@click.option(
+    "--expired",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    metavar="SHARE",
+    help="Share of travellers with an expired document.",
+)
+@click.option(
+    "--wrong-site",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    metavar="SHARE",
+    help="Share of travellers with a CBIC valid only at other crossings.",
+)
+@click.option(
+    "--site",
+    default=DEFAULT_SITE,
+    show_default=True,
+    help="The crossing point the lane stands at (its config's lane.site).",
+)
+@click.option(
+    "--filler",
+    type=click.IntRange(min=0),
+    default=DEFAULT_FILLER,
+    show_default=True,
+    help="Persons on the watchlist besides the listed travellers (namesakes to tell apart).",
+)
+def population(
+    out: Path,
+    size: int,
+    seed: int,
+    watchlisted: float,
+    passports: float,
+    expired: float,
+    wrong_site: float,
+    site: str,
+    filler: int,
+) -> None:
+    """Make a population of synthetic travellers for simulated lanes (`sim travellers`).
+
+    Writes DIR/travellers.jsonl (who carries which document, and what the lane should
+    decide), DIR/watchlist.jsonl (the listed travellers and filler, for `watchlist
+    import`), the kiosk's trust files under DIR/trust/ and the issuers' private keys under
+    DIR/issuer/. Most travellers pass; the others are listed, expired or at the wrong site.
+
+    \b
+    Examples:
+      borderlane-edge sim population --out pop --size 500 --seed 7
+      borderlane-edge sim population --out pop --seed 7 --watchlisted 0.2 --passports 0.5
+      borderlane-edge watchlist import --db watchlist.db pop/watchlist.jsonl
+      borderlane-edge card read --issuers pop/trust/cbic-issuers --csca pop/trust/csca
+    """
+    try:
+        made = make_population(
+            out,
+            size,
+            seed=seed,
+            watchlisted=watchlisted,
+            passports=passports,
+            expired=expired,
+            wrong_site=wrong_site,
+            site=site,
+            filler=filler,
+        )
+    except PopulationError as exc:
+        raise BadArgument(str(exc)) from None
+    counts = made.counts
+    click.echo(
+        f"{size} travellers in {out}: {counts.get('cbic', 0)} CBIC, "
+        f"{counts.get('passport', 0)} passport; expected {counts['pass']} pass, "
+        f"{counts['listed']} listed, {counts['expired']} expired, "
+        f"{counts['wrong_site']} wrong site"
+    )
+    click.echo(f"travellers:         {made.travellers_path}")
+    click.echo(
+        f"watchlist:          {made.watchlist_path} ({counts['listed']} listed, "
+        f"{counts['filler_persons']} filler persons, {counts['filler_documents']} documents)"
+    )
+    click.echo(f"CBIC trust list:    {made.cbic_trust_dir}")
+    click.echo(f"CSCA certificates:  {made.csca_dir}")
+    click.echo(f"lane site:          {made.site}")
+
+
+@sim.command("travellers", cls=OneLineErrors)
+@click.option(
+    "--population",
+    "population_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="A population made by `sim population`.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd listens.")
+@click.option(
+    "--vpcd-port",
+    type=click.IntRange(1, 65535),
+    default=VPCD_DEFAULT_PORT,
+    show_default=True,
+    help="The kiosk's card reader: its vpcd slot port.",
+)
+@click.option(
+    "--mrz-link",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Plug a virtual MRZ reader in here (a symlink to a pty; name it in the kiosk's "
+    "config). Needed when the population has passports.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help=f"Seconds the reader stays empty between travellers (at least {REMOVAL_GAP_S}).",
+)
+@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Stop after N travellers.")
+@click.option(
+    "--dwell",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    metavar="S",
+    help="Seconds a card stays on the reader once the kiosk reads it.",
+)
+@click.option(
+    "--chip-dwell",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds a passport stays on the reader once the kiosk reads it.",
+)
+@click.option(
+    "--read-wait",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds a traveller waits for the kiosk to start reading before taking the "
+    "document back.",
+)
+@click.option(
+    "--pull-early",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    metavar="SHARE",
+    help="Share of travellers who take their document away mid-read.",
+)
+@click.option("--seed", type=int, help="Walk the travellers in a random order (per seed).")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Append one JSON line per traveller (number, kind, expected outcome; no personal data).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the driver does.")
+def travellers(
+    population_dir: Path,
+    host: str,
+    vpcd_port: int,
+    mrz_link: Path | None,
+    interval: float,
+    count: int | None,
+    dwell: float,
+    chip_dwell: float,
+    read_wait: float,
+    pull_early: float,
+    seed: int | None,
+    log_path: Path | None,
+    verbose: bool,
+) -> None:
+    """Walk a population's travellers up to one kiosk's card and MRZ readers.
+
+    A CBIC holder puts the card on the vpcd reader; a passport holder scans the data page on
+    the virtual MRZ reader at --mrz-link, then puts the passport on the card reader. Runs
+    until Ctrl-C, SIGTERM or --count, takes the last card away, unplugs the MRZ reader, and
+    prints a one-line summary.
+
+    \b
+    Examples:
+      borderlane-edge sim travellers --population pop --vpcd-port 35963 \\
+          --mrz-link /tmp/kiosk-1/usb-Sim_MRZ-if00
+      borderlane-edge sim travellers --population pop --vpcd-port 35964 \\
+          --mrz-link /tmp/kiosk-2/mrz --interval 2 --seed 2 --log kiosk-2.jsonl
+      borderlane-edge sim travellers --population pop --vpcd-port 35963 \\
+          --mrz-link /tmp/k1/mrz --count 20 --pull-early 0.05
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    try:
+        loaded = Population.load(population_dir)
+        holders = sum(t.kind == "passport" for t in loaded.travellers)
+        if holders and mrz_link is None:
+            raise BadArgument(
+                f"{population_dir} has {holders} passport holders: give --mrz-link PATH "
+                "for their MRZ reader"
+            )
+        driver = LaneDriver(
+            loaded,
+            host=host,
+            vpcd_port=vpcd_port,
+            mrz_link=mrz_link,
+            interval_s=interval,
+            dwell_s=dwell,
+            chip_dwell_s=chip_dwell,
+            read_wait_s=read_wait,
+            count=count,
+            seed=seed,
+            pull_early=pull_early,
+            log_path=log_path,
+        )
+    except (PopulationError, ValueError) as exc:
+        raise BadArgument(str(exc)) from None
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    where = f"; MRZ reader at {mrz_link}" if mrz_link else ""
+    click.echo(
+        f"walking {len(loaded.travellers)} travellers to vpcd {host}:{vpcd_port}{where}; "
+        "Ctrl-C stops"
+    )
+    try:
+        asyncio.run(_walk(driver))
+    except OSError as exc:  # the MRZ link cannot be made, the log cannot be written...
+        message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+        raise click.ClickException(message) from None
+    except PopulationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(driver.summary())
+
+
+async def _walk(driver: LaneDriver) -> None:
+    """Run the driver; SIGINT and SIGTERM stop it cleanly (card out, reader unplugged)."""
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, driver.stop)
+    try:
+        await driver.run()
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)

@@ -221,25 +221,27 @@ class Lane:
 
     async def run_devices(self, card_reader: Any, mrz_reader: Any | None = None) -> None:
         """Feed the lane from the real drivers (:class:`CardReader`, :class:`MrzReader`)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.feed_cards(card_reader))
+            if mrz_reader is not None:
+                group.create_task(self.feed_mrz(mrz_reader))
+            group.create_task(self.run())
+
+    async def feed_cards(self, card_reader: Any) -> None:
+        """Submit the card reader's taps and removals (until its events end)."""
         from edge.devices.card_reader import CardInserted, CardRemoved
 
-        async def cards() -> None:
-            async for event in card_reader.events():
-                if isinstance(event, CardInserted):
-                    name = event.reader
-                    self.submit(CardPresented(lambda name=name: card_reader.session(name), name))
-                elif isinstance(event, CardRemoved):
-                    self.submit(CardWithdrawn(event.reader))
+        async for event in card_reader.events():
+            if isinstance(event, CardInserted):
+                name = event.reader
+                self.submit(CardPresented(lambda name=name: card_reader.session(name), name))
+            elif isinstance(event, CardRemoved):
+                self.submit(CardWithdrawn(event.reader))
 
-        async def mrzs() -> None:
-            async for event in mrz_reader:
-                self.submit(MrzScanned(event.document, event.error))
-
-        async with asyncio.TaskGroup() as group:
-            group.create_task(cards())
-            if mrz_reader is not None:
-                group.create_task(mrzs())
-            group.create_task(self.run())
+    async def feed_mrz(self, mrz_reader: Any) -> None:
+        """Submit every read of an open :class:`MrzReader` (until it is closed)."""
+        async for event in mrz_reader:
+            self.submit(MrzScanned(event.document, event.error))
 
     def _expired(self) -> None:
         self._deadline = None

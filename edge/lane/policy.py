@@ -11,7 +11,8 @@ Rules (the per-lane knobs are in :class:`~edge.lane.config.LanePolicy`):
   ``card-auth-failed`` on a CBIC and ``chip-auth-failed`` on a chip;
 - a watchlist hit at or above the threshold refers: ``watchlist-hit`` (action refer),
   ``watchlist-deny`` (deny), ``watchlist-alert`` (alert; lets pass when ``alert_refers`` is off);
-- screening that could not run refers: ``no-watchlist``.
+- screening that could not run, or a kiosk with no watchlist yet (version 0), refers:
+  ``no-watchlist``.
 
 What the traveller sees never names the watchlist: pass, or "please see an officer" with a
 neutral code (``expired``, ``not-valid-here``, ``document-check`` or ``routine-check``), or, when
@@ -163,7 +164,7 @@ def decide(
 
     hits: tuple[ScreeningHit, ...] = ()
     priority: Literal["normal", "urgent", "discreet"] = "normal"
-    if screening is None:
+    if screening is None or screening.version == 0:  # nothing applied yet: nobody screened
         add("no-watchlist")
     else:
         hits = tuple(h for h in screening.hits if h.score >= policy.hit_threshold)

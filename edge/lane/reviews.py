@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS lane_state (
     state TEXT NOT NULL,
     crossing_id TEXT,              -- the last crossing recorded
     outcome TEXT,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    recorded INTEGER NOT NULL DEFAULT 0  -- crossings this lane ever recorded (never reset)
 );
 CREATE TABLE IF NOT EXISTS lane_reviews (
     crossing_id TEXT PRIMARY KEY,
@@ -117,10 +118,10 @@ class ReviewQueue:
         tx: Any, lane: str, state: str, crossing_id: str | None, outcome: str | None
     ) -> None:
         tx.execute(
-            "INSERT INTO lane_state (lane, state, crossing_id, outcome, updated_ms) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (lane) DO UPDATE SET state = excluded.state, "
+            "INSERT INTO lane_state (lane, state, crossing_id, outcome, updated_ms, recorded) "
+            "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (lane) DO UPDATE SET state = excluded.state, "
             "crossing_id = excluded.crossing_id, outcome = excluded.outcome, "
-            "updated_ms = excluded.updated_ms",
+            "updated_ms = excluded.updated_ms, recorded = lane_state.recorded + 1",
             (lane, state, crossing_id, outcome, int(time.time() * 1000)),
         )
 
@@ -194,9 +195,14 @@ class ReviewQueue:
 
     def state(self, lane: str) -> dict[str, Any] | None:
         rows = self.outbox.query(
-            "SELECT state, crossing_id, outcome FROM lane_state WHERE lane = ?", (lane,)
+            "SELECT state, crossing_id, outcome, recorded FROM lane_state WHERE lane = ?", (lane,)
         )
         if not rows:
             return None
-        state, crossing_id, outcome = rows[0]
-        return {"state": state, "crossing_id": crossing_id, "outcome": outcome}
+        state, crossing_id, outcome, recorded = rows[0]
+        return {
+            "state": state,
+            "crossing_id": crossing_id,
+            "outcome": outcome,
+            "recorded": recorded,
+        }

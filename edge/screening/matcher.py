@@ -533,6 +533,8 @@ class Screener:
     def screen(self, query: Query, threshold: float | None = None) -> list[Hit]:
         """Every entry the traveller matches at or above *threshold*, best first (at most 50)."""
         threshold = self.threshold if threshold is None else threshold
+        if self.store.refresh():  # another connection applied a delta: recount the list
+            self._persons = None
         hits = self._document_hits(query, threshold) + self._person_hits(query, threshold)
         hits.sort(key=lambda h: (-h.score, h.kind, h.entry_id))
         return hits[:MAX_HITS]

@@ -172,6 +172,7 @@ class WatchlistStore:
         self._list_names: dict[int, str] = {}
         self._known_tokens: set[str] = set()
         self._pending_counts: dict[str, int] = {}
+        self._data_version: int | None = None
 
     # -- lifecycle and metadata ---------------------------------------------------------------
 
@@ -222,6 +223,24 @@ class WatchlistStore:
             "persons": int(self._meta("count_person") or 0) + pending.get("person", 0),
             "documents": int(self._meta("count_document") or 0) + pending.get("document", 0),
         }
+
+    def refresh(self) -> bool:
+        """Forget what this connection cached if another connection committed since the last
+        call; True when it did (and on the first call), so a caller forgets its own caches.
+
+        The lane screens on its own connection while the watchlist sync applies deltas on
+        another. A snapshot rebuilds the ``lists`` table, so a cached list id could name
+        another list. ``PRAGMA data_version`` is a cheap way to notice: it changes only when
+        another connection commits, and inside a read transaction it matches the snapshot read.
+        """
+        (data_version,) = self.connection.execute("PRAGMA data_version").fetchone()
+        if data_version == self._data_version:
+            return False
+        self._data_version = data_version
+        self._lists.clear()
+        self._list_names.clear()
+        self._known_tokens.clear()
+        return True
 
     def check_index_format(self) -> None:
         found = self._meta("index_format")

@@ -1,0 +1,662 @@
+"""Watchlist versions on the console: signed history, broadcast, manifest, catch-up answers.
+
+::
+
+    history = WatchlistHistory(db_path)                       # tables in the console database
+    publisher = WatchlistPublisher(history, signing_key, "wl-2026a", node_id="console-1")
+    async with connection.client(endpoint, ...) as mqtt:
+        published = await publisher.publish_list(mqtt, entries)   # (kind, entry_id, entry)...
+
+    responder = CatchupResponder(history, endpoint, node_id="console-1", publisher=publisher)
+    await responder.run(stop)                                  # answers watchlist-catchup
+
+Versions increase by exactly 1. Version 1 is a snapshot (there is nothing to diff against);
+every later version is a delta from the one before, and every ``snapshot_every`` versions (or
+when the deltas since the last snapshot outweigh it) a snapshot is kept as well, so the manifest
+always names one. Everything a catch-up may need is stored **signed**, in
+``watchlist_chunks``: answers re-publish those chunks unchanged with new publication fields
+(``id``, ``device_id``, ``seq``, ``time``, ``clock``, ``for_device``), which the signature
+excludes. ``watchlist_entries`` holds the current list, to diff the next one against.
+
+Publication order: store (one transaction), then broadcast the delta's chunks (QoS 1), then the
+retained manifest. A broadcast lost to a broker outage costs nothing: the stored version is
+re-announced by the next publication or by the responder when it (re)connects, and kiosks that
+missed the delta catch up.
+
+The responder takes catch-up requests through an MQTT 5 shared subscription (like the ingest
+worker), so several consoles may run and only one answers each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import random
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import mqtt_schemas
+from mqtt_schemas import PayloadError, TopicError, topics
+from mqtt_schemas.watchlist import (
+    MAX_CHUNK_BYTES,
+    MAX_CHUNK_CHANGES,
+    diff,
+    make_chunks,
+    sign_chunks,
+    snapshot_changes,
+)
+
+from . import connection
+from .envelope import clock_state, utc_now, uuid7
+from .store import connect
+
+__all__ = [
+    "CatchupResponder",
+    "Published",
+    "WatchlistHistory",
+    "WatchlistPublisher",
+    "WatchlistSetupError",
+]
+
+log = logging.getLogger("borderlane.console.watchlist")
+T = TypeVar("T")
+
+DEFAULT_GROUP = "console-watchlist"
+Entry = tuple[str, str, dict[str, Any]]
+Step = tuple[Literal["delta", "snapshot"], int]
+"""One thing to send: the delta leading to a version, or the snapshot of a version."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watchlist_versions (
+    version INTEGER PRIMARY KEY,
+    published_at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    persons INTEGER NOT NULL,
+    documents INTEGER NOT NULL,
+    delta_chunks INTEGER,
+    delta_changes INTEGER,
+    delta_bytes INTEGER,
+    snapshot_chunks INTEGER,
+    snapshot_bytes INTEGER,
+    snapshot_sha256 TEXT
+);
+CREATE TABLE IF NOT EXISTS watchlist_chunks (
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, version, chunk_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS watchlist_entries (
+    kind TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (kind, entry_id)
+) WITHOUT ROWID;
+"""
+
+
+class WatchlistSetupError(Exception):
+    """The watchlist history cannot be used as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What :meth:`WatchlistPublisher.prepare` stored (and :meth:`publish_list` sent)."""
+
+    version: int
+    changes: int
+    """Changes from the previous version (0: the list was unchanged, nothing new stored)."""
+    delta_chunks: int
+    snapshot: bool
+    """Whether a snapshot of this version was stored too."""
+
+    def describe(self) -> str:
+        if not self.changes:
+            return f"unchanged: version {self.version}"
+        what = f"version {self.version}: {self.changes} changes"
+        if self.delta_chunks:
+            what += f" in {self.delta_chunks} delta chunks"
+        return what + (", with a snapshot" if self.snapshot else "")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class WatchlistHistory:
+    """The watchlist tables of the console database (one connection; use from one thread)."""
+
+    def __init__(self, db_path: Path | str) -> None:
+        self.path = Path(db_path)
+        self.db = connect(self.path)  # the console schema (and its seq counters) too
+        self.conn: sqlite3.Connection = self.db.conn
+        self.conn.executescript(_SCHEMA)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="watchlist")
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.conn.close()
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run *function* on the history's own thread: the publisher and the responder share
+        one connection, and every use of it goes through here from async code."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """The latest version (0: nothing published yet)."""
+        row = self.conn.execute("SELECT max(version) FROM watchlist_versions").fetchone()
+        return int(row[0] or 0)
+
+    def entries(self) -> Iterator[Entry]:
+        """The current list, as ``(kind, entry_id, entry)``."""
+        for kind, entry_id, entry in self.conn.execute(
+            "SELECT kind, entry_id, entry FROM watchlist_entries ORDER BY kind, entry_id"
+        ):
+            yield kind, entry_id, json.loads(entry)
+
+    def _row(self, version: int) -> sqlite3.Row | None:
+        self.conn.row_factory = sqlite3.Row
+        try:
+            return self.conn.execute(
+                "SELECT * FROM watchlist_versions WHERE version = ?", (version,)
+            ).fetchone()
+        finally:
+            self.conn.row_factory = None
+
+    def latest_snapshot(self) -> int | None:
+        row = self.conn.execute(
+            "SELECT max(version) FROM watchlist_versions WHERE snapshot_chunks IS NOT NULL"
+        ).fetchone()
+        return row[0]
+
+    def manifest_body(self) -> dict[str, Any] | None:
+        """The manifest of the latest version, without its envelope (None before version 1)."""
+        latest = self.version()
+        if latest == 0:
+            return None
+        row = self._row(latest)
+        snap = self._row(self.latest_snapshot() or 0)
+        assert row is not None and snap is not None, "every history names a snapshot"
+        delta = None
+        if row["delta_chunks"] is not None:
+            delta = {
+                "from_version": latest - 1,
+                "to_version": latest,
+                "chunk_count": row["delta_chunks"],
+            }
+        return {
+            "version": latest,
+            "key_id": row["key_id"],
+            "published_at": row["published_at"],
+            "counts": {"persons": row["persons"], "documents": row["documents"]},
+            "delta": delta,
+            "snapshot": {
+                "version": snap["version"],
+                "chunk_count": snap["snapshot_chunks"],
+                "sha256": snap["snapshot_sha256"],
+            },
+        }
+
+    def status(self) -> dict[str, Any]:
+        """What ``borderlane-console watchlist status`` prints."""
+        ((versions, first),) = self.conn.execute(
+            "SELECT count(*), min(version) FROM watchlist_versions"
+        ).fetchall()
+        ((chunks, size),) = self.conn.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM watchlist_chunks"
+        ).fetchall()
+        return {
+            "manifest": self.manifest_body(),
+            "versions_kept": versions,
+            "oldest_version": first,
+            "chunks_kept": chunks,
+            "chunk_bytes": size,
+        }
+
+    def plan(self, have_version: int, want: str) -> list[Step] | None:
+        """What answers a catch-up from *have_version*: the deltas after it, or the latest
+        snapshot then the deltas after that. ``[]``: nothing to send (up to date). ``None``:
+        only a snapshot newer than the kiosk's version would do, and none is stored yet.
+
+        ``auto`` takes the deltas unless they are missing or weigh more than the snapshot
+        path; ``delta`` takes them whenever they are all there; ``snapshot`` never does.
+        """
+        latest = self.version()
+        if latest == 0:
+            return []
+        if want != "snapshot":
+            if have_version >= latest:
+                return []
+            if have_version >= 1:
+                sizes = dict(
+                    self.conn.execute(
+                        "SELECT version, delta_bytes FROM watchlist_versions "
+                        "WHERE version > ? AND delta_chunks IS NOT NULL",
+                        (have_version,),
+                    ).fetchall()
+                )
+                if len(sizes) == latest - have_version:
+                    deltas: list[Step] = [("delta", v) for v in sorted(sizes)]
+                    snap = self.latest_snapshot()
+                    if want == "delta" or snap is None or snap <= have_version:
+                        return deltas
+                    (snapshot_bytes,) = self.conn.execute(
+                        "SELECT snapshot_bytes FROM watchlist_versions WHERE version = ?", (snap,)
+                    ).fetchone()
+                    after = sum(size for version, size in sizes.items() if version > snap)
+                    if sum(sizes.values()) <= snapshot_bytes + after:
+                        return deltas
+        snap = self.latest_snapshot()
+        if snap is None or snap < have_version or (snap == have_version and want != "snapshot"):
+            return None
+        return [("snapshot", snap)] + [("delta", v) for v in range(snap + 1, latest + 1)]
+
+    def chunk_count(self, step: Step) -> int:
+        kind, version = step
+        column = "delta_chunks" if kind == "delta" else "snapshot_chunks"
+        row = self.conn.execute(
+            f"SELECT {column} FROM watchlist_versions WHERE version = ?", (version,)
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def chunk(self, step: Step, index: int) -> dict[str, Any]:
+        """One stored signed chunk (read one at a time: a snapshot may be hundreds of MiB)."""
+        kind, version = step
+        (body,) = self.conn.execute(
+            "SELECT body FROM watchlist_chunks WHERE kind = ? AND version = ? AND chunk_index = ?",
+            (kind, version, index),
+        ).fetchone()
+        return json.loads(body)
+
+    def reserve_seqs(self, node_id: str, count: int) -> range:
+        """*count* sequence numbers of the console node *node_id* (shared with the acks)."""
+        if count <= 0:
+            return range(0)
+        (last,) = self.conn.execute(  # one statement: its own transaction
+            "INSERT INTO console_nodes (node_id, seq) VALUES (?, ?) "
+            "ON CONFLICT (node_id) DO UPDATE SET seq = seq + excluded.seq RETURNING seq",
+            (node_id, count),
+        ).fetchone()
+        return range(last - count + 1, last + 1)
+
+    # -- writing (inside WatchlistPublisher.prepare's transaction) -------------------------
+
+    def _store_chunks(self, kind: str, version: int, chunks: list[dict[str, Any]]) -> int:
+        rows = [(kind, version, c["chunk_index"], _json(c)) for c in chunks]
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO watchlist_chunks (kind, version, chunk_index, body) "
+            "VALUES (?, ?, ?, ?)",
+            rows,
+        )
+        return sum(len(row[3]) for row in rows)
+
+    def _apply_to_entries(self, changes: Iterable[dict[str, Any]]) -> None:
+        for change in changes:
+            key = (change["kind"], change["entry_id"])
+            if change["op"] == "remove":
+                self.conn.execute(
+                    "DELETE FROM watchlist_entries WHERE kind = ? AND entry_id = ?", key
+                )
+            else:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO watchlist_entries (kind, entry_id, entry) "
+                    "VALUES (?, ?, ?)",
+                    (*key, _json(change["entry"])),
+                )
+
+    def _counts(self) -> dict[str, int]:
+        counts = dict(
+            self.conn.execute("SELECT kind, count(*) FROM watchlist_entries GROUP BY kind")
+        )
+        return {"persons": counts.get("person", 0), "documents": counts.get("document", 0)}
+
+
+class WatchlistPublisher:
+    """Makes, signs, stores and publishes watchlist versions; see the module documentation."""
+
+    def __init__(
+        self,
+        history: WatchlistHistory,
+        signing_key: Ed25519PrivateKey,
+        key_id: str,
+        *,
+        node_id: str,
+        snapshot_every: int = 50,
+        max_changes: int = MAX_CHUNK_CHANGES,
+        max_bytes: int = MAX_CHUNK_BYTES,
+    ) -> None:
+        if snapshot_every < 1:
+            raise WatchlistSetupError("snapshot_every must be at least 1")
+        topics.check_device_id(node_id)
+        self.history = history
+        self.signing_key = signing_key
+        self.key_id = key_id
+        self.node_id = node_id
+        self.snapshot_every = snapshot_every
+        self.max_changes = max_changes
+        self.max_bytes = max_bytes
+
+    def _sign(self, kind: str, changes: list[dict[str, Any]], **versions: int) -> list[dict]:
+        unsigned = make_chunks(
+            kind,
+            changes,
+            key_id=self.key_id,
+            max_changes=self.max_changes,
+            max_bytes=self.max_bytes,
+            **versions,
+        )
+        return sign_chunks(unsigned, self.signing_key)
+
+    def prepare(self, entries: Iterable[Entry], *, snapshot: bool | None = None) -> Published:
+        """Store the version that turns the current list into *entries* (nothing when equal).
+
+        *snapshot*: True keeps a snapshot of the new version, False none, None decides (every
+        ``snapshot_every`` versions, or when the deltas since the last one outweigh it).
+        """
+        new = list(entries)
+        history, conn = self.history, self.history.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = history.version()
+            changes = diff(history.entries(), new)
+            if not changes:
+                conn.execute("ROLLBACK")
+                return Published(current, 0, 0, False)
+            version = current + 1
+            history._apply_to_entries(changes)
+            delta_chunks = delta_bytes = None
+            if current > 0:
+                chunks = self._sign("delta", changes, from_version=current, to_version=version)
+                delta_bytes = history._store_chunks("delta", version, chunks)
+                delta_chunks = len(chunks)
+            counts = history._counts()
+            conn.execute(
+                "INSERT INTO watchlist_versions (version, published_at, key_id, persons, "
+                "documents, delta_chunks, delta_changes, delta_bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version,
+                    utc_now(),
+                    self.key_id,
+                    counts["persons"],
+                    counts["documents"],
+                    delta_chunks,
+                    len(changes),
+                    delta_bytes,
+                ),
+            )
+            if snapshot is None:
+                snapshot = current == 0 or self._snapshot_due(version)
+            if snapshot:
+                self._store_snapshot(version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Published(version, len(changes), delta_chunks or 0, bool(snapshot))
+
+    def _snapshot_due(self, version: int) -> bool:
+        last = self.history.latest_snapshot() or 0
+        if version - last >= self.snapshot_every:
+            return True
+        (since, snapshot_bytes) = self.history.conn.execute(
+            "SELECT (SELECT coalesce(sum(delta_bytes), 0) FROM watchlist_versions "
+            "WHERE version > ?1), (SELECT snapshot_bytes FROM watchlist_versions "
+            "WHERE version = ?1)",
+            (last,),
+        ).fetchone()
+        return snapshot_bytes is not None and since >= snapshot_bytes
+
+    def _store_snapshot(self, version: int) -> None:
+        chunks = self._sign(
+            "snapshot", snapshot_changes(self.history.entries()), to_version=version
+        )
+        size = self.history._store_chunks("snapshot", version, chunks)
+        self.history.conn.execute(
+            "UPDATE watchlist_versions SET snapshot_chunks = ?, snapshot_bytes = ?, "
+            "snapshot_sha256 = ? WHERE version = ?",
+            (len(chunks), size, chunks[0]["changes_sha256"], version),
+        )
+
+    def snapshot(self) -> int:
+        """Keep a snapshot of the current version (if it has none yet); return the version."""
+        conn = self.history.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.history.version()
+            if version == 0:
+                raise WatchlistSetupError("nothing published yet: no version to snapshot")
+            if self.history.latest_snapshot() != version:
+                self._store_snapshot(version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return version
+
+    async def publish_list(
+        self, mqtt: aiomqtt.Client, entries: Iterable[Entry], *, snapshot: bool | None = None
+    ) -> Published:
+        """:meth:`prepare`, then broadcast the delta (QoS 1) and publish the retained manifest."""
+        published = await self.history.call(self.prepare, entries, snapshot=snapshot)
+        if published.delta_chunks:
+            await send_steps(mqtt, self.history, self.node_id, [("delta", published.version)])
+        await publish_manifest(mqtt, self.history, self.node_id)
+        return published
+
+
+async def send_steps(
+    mqtt: aiomqtt.Client,
+    history: WatchlistHistory,
+    node_id: str,
+    steps: list[Step],
+    for_device: str | None = None,
+) -> int:
+    """Publish the stored chunks of *steps* in order (QoS 1): on the fleet deltas topic, or on
+    *for_device*'s own with ``for_device`` set. Returns how many chunks were sent."""
+    run = history.call
+    counts = [await run(history.chunk_count, step) for step in steps]
+    seqs = iter(await run(history.reserve_seqs, node_id, sum(counts)))
+    if for_device is None:
+        topic = topics.fleet_topic("watchlist/deltas")
+    else:
+        topic = topics.device_topic(for_device, "watchlist/deltas")
+    clock = clock_state()
+    for step, count in zip(steps, counts, strict=True):
+        for index in range(count):
+            chunk = await run(history.chunk, step, index)
+            chunk.update(id=uuid7(), device_id=node_id, seq=next(seqs), time=utc_now(), clock=clock)
+            if for_device is not None:
+                chunk["for_device"] = for_device
+            await mqtt.publish(topic, _json(chunk).encode(), qos=1)
+    return sum(counts)
+
+
+async def publish_manifest(
+    mqtt: aiomqtt.Client, history: WatchlistHistory, node_id: str
+) -> dict[str, Any] | None:
+    """Publish the retained manifest of the latest version (nothing before version 1)."""
+    body = await history.call(history.manifest_body)
+    if body is None:
+        return None
+    (seq,) = await history.call(history.reserve_seqs, node_id, 1)
+    payload = {
+        "schema": mqtt_schemas.tag("watchlist-manifest"),
+        "id": uuid7(),
+        "device_id": node_id,
+        "seq": seq,
+        "time": utc_now(),
+        "clock": clock_state(),
+        **body,
+    }
+    mqtt_schemas.validate("watchlist-manifest", payload)
+    await mqtt.publish(
+        topics.fleet_topic("watchlist/manifest"), _json(payload).encode(), qos=1, retain=True
+    )
+    return payload
+
+
+class CatchupResponder:
+    """Answers kiosks' ``watchlist-catchup`` requests from the stored history.
+
+    *publisher* (optional) lets it make a fresh snapshot when a kiosk wants one newer than
+    the latest stored (a ``resync`` of a kiosk already at the latest version).
+    """
+
+    def __init__(
+        self,
+        history: WatchlistHistory,
+        endpoint: connection.Endpoint,
+        *,
+        node_id: str,
+        publisher: WatchlistPublisher | None = None,
+        group: str = DEFAULT_GROUP,
+        client_id: str | None = None,
+        session_expiry: int = 600,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+    ) -> None:
+        if not group or any(c in group for c in "/+#") or any(ord(c) < 0x20 for c in group):
+            raise WatchlistSetupError(
+                f"share group {group!r}: non-empty, without / + # or controls"
+            )
+        self.history = history
+        self.endpoint = endpoint
+        self.node_id = node_id
+        self.publisher = publisher
+        self.group = group
+        self.client_id = client_id or f"{node_id}-watchlist-{group}"
+        self.session_expiry = session_expiry
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.ready = asyncio.Event()
+        """Set while subscribed (tests wait for it)."""
+        self.answered = 0
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.group}/{topics.device_filter('watchlist/catchup')}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Answer catch-ups until *stop* is set, reconnecting with backoff."""
+        delay = self.reconnect_min
+        while not stop.is_set():
+            try:
+                await self._connection(stop)
+                delay = self.reconnect_min
+            except aiomqtt.MqttError as exc:
+                self.ready.clear()
+                wait = delay * random.uniform(0.8, 1.2)
+                log.warning("broker connection: %s; retrying in %.1f s", exc, wait)
+                delay = min(delay * 2, self.reconnect_max)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        self.ready.clear()
+
+    async def _connection(self, stop: asyncio.Event) -> None:
+        mqtt = connection.client(
+            self.endpoint,
+            self.client_id,
+            session_expiry=self.session_expiry,
+            receive_maximum=64,
+            manual_ack=False,
+        )
+        async with mqtt:
+            await mqtt.subscribe(self.subscription, qos=1)
+            # Re-announce the latest version: a manifest lost to an outage is repaired here.
+            await publish_manifest(mqtt, self.history, self.node_id)
+            self.ready.set()
+            log.info("answering watchlist catch-ups (share group %s)", self.group)
+            receiver = asyncio.create_task(self._receive(mqtt))
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (receiver, stopper):
+                    task.cancel()
+                await asyncio.gather(receiver, stopper, return_exceptions=True)
+            if receiver.done() and not receiver.cancelled() and receiver.exception():
+                raise receiver.exception()  # the connection dropped: reconnect
+
+    async def _receive(self, mqtt: aiomqtt.Client) -> None:
+        async for message in mqtt.messages:
+            try:
+                await self.answer(mqtt, str(message.topic), message.payload)
+            except aiomqtt.MqttError:
+                raise
+            except Exception:
+                log.exception("a catch-up request could not be answered")
+
+    async def answer(self, mqtt: aiomqtt.Client, topic: str, raw: Any) -> int:
+        """Answer one request; returns how many chunks were sent (0: refused or up to date)."""
+        try:
+            route = topics.parse(topic)
+            request = json.loads(raw)
+            mqtt_schemas.validate("watchlist-catchup", request)
+        except (TopicError, PayloadError, ValueError, TypeError) as exc:
+            log.warning("ignored a catch-up request on %s: %s", topic, exc)
+            return 0
+        device_id = route.device_id
+        assert device_id is not None
+        if request["device_id"] != device_id:
+            log.warning("ignored a catch-up on %s sent as %s", topic, request["device_id"])
+            return 0
+        have, want = request["have_version"], request["want"]
+        steps = await self.history.call(self.history.plan, have, want)
+        if steps is None and self.publisher is not None:
+            await self.history.call(self.publisher.snapshot)
+            steps = await self.history.call(self.history.plan, have, want)
+        if not steps:
+            log.info(
+                "catch-up of %s from version %d (%s): %s",
+                device_id,
+                have,
+                want,
+                "nothing newer to send" if steps == [] else "no snapshot newer than it is stored",
+            )
+            return 0
+        sent = await send_steps(mqtt, self.history, self.node_id, steps, device_id)
+        self.answered += 1
+        log.info(
+            "catch-up of %s from version %d (%s, %s): sent %s in %d chunks",
+            device_id,
+            have,
+            want,
+            request["reason"],
+            ", ".join(f"{kind} {version}" for kind, version in steps),
+            sent,
+        )
+        return sent
+
+
+def read_list(lines: Iterable[bytes | str], source: str = "list") -> list[Entry]:
+    """Entries of a JSON Lines list file (the kiosk's list-file format); raises
+    :class:`WatchlistSetupError` naming the line of the first bad entry."""
+    from mqtt_schemas.watchlist import WatchlistError, entry_from_record
+
+    entries: list[Entry] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise WatchlistSetupError(f"{source}:{number}: not JSON ({exc})") from None
+        try:
+            entries.append(entry_from_record(record))
+        except WatchlistError as exc:
+            raise WatchlistSetupError(f"{source}:{number}: {exc}") from None
+    return entries

@@ -1,0 +1,464 @@
+"""The agent: every part of the kiosk in one asyncio process, supervised.
+
+::
+
+    config = load_config("kiosk.toml", agent_version=__version__)
+    outcome = asyncio.run(Agent(config).run())      # "stop" or "restart"
+
+Parts (each a :class:`~edge.agent.supervisor.Supervisor` part, restarted on failure):
+
+========== =================================================================================
+lane       the state machine (:mod:`edge.lane`) and its housekeeping (review retention)
+card-reader PC/SC watcher; taps and removals go to the lane
+mrz-reader  serial MRZ reader (absent when the configuration has no ``[mrz_reader]``)
+camera      absent (a later release builds it)
+uplink      MQTT session: outbox delivery, acks, commands, watchlist deltas
+health      heartbeat every ``health.interval_s``
+ui          the kiosk pages on loopback (traveller screen, officer review)
+========== =================================================================================
+
+What is opened before any part starts, and fails the start with one line if it cannot be used:
+the kiosk database (outbox, lane state, reviews), the watchlist store, the trust lists. Nothing
+in the lane's path needs the network: with the broker gone for days the lane decides, records
+and shows as usual, and the outbox keeps every record until the console acks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from edge.devices.card_reader import CardReader
+from edge.devices.mrz_reader import MrzReader
+from edge.documents.cbic import IssuerTrustList
+from edge.documents.emrtd.passive_auth import CscaStore
+from edge.lane import Lane, StoreScreener
+from edge.screening.delta import load_trust
+from edge.screening.store import StoreError, WatchlistStore
+from edge.screening.sync import WatchlistSync
+from edge.trust import TrustStoreError, load_csca_store, load_trust_list
+from edge.ui.officers import OfficerDirectory, OfficerDirectoryError
+from edge.uplink import Outbox, Uplink
+from edge.uplink.clock import Clock, SystemClock, format_time
+from edge.uplink.errors import NotConnected, OutboxError
+from mqtt_schemas.watchlist import WatchlistError
+
+from .commands import CommandError, CommandRunner, diagnostics_action, ping_action
+from .config import AgentConfig, AgentConfigError, load_config
+from .health import heartbeat, run_heartbeat, system_figures
+from .supervisor import Part, Supervisor
+from .systemd import Notifier
+
+__all__ = ["Agent", "AgentStartError", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["stop", "restart"]
+HOUSEKEEPING_S = 600.0
+"""How often the lane's review queue is purged of personal data past its retention."""
+SECTIONS = tuple(f.name for f in dataclasses.fields(AgentConfig) if f.name != "path")
+"""The configuration's tables, compared on config-reload."""
+RESTART_DELAY_S = 0.5
+"""After answering agent-restart or config-reload: time for the answer to leave."""
+
+
+class AgentStartError(Exception):
+    """Something the agent needs before it can serve a traveller is unusable (one line)."""
+
+
+class Agent:
+    """The kiosk agent; see the module docstring."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.started = time.monotonic()
+        self.supervisor = Supervisor(
+            restart_initial_s=config.agent.restart_initial_s,
+            restart_max_s=config.agent.restart_max_s,
+        )
+        self.outbox: Outbox | None = None
+        self.store: WatchlistStore | None = None
+        self.lane: Lane | None = None
+        self.sync: WatchlistSync | None = None
+        self.commands: CommandRunner | None = None
+        self.uplink: Uplink | None = None
+        self.card_reader: CardReader | None = None
+        self.mrz_reader: MrzReader | None = None
+        self.pages: Any = None
+        self._stop = asyncio.Event()
+        self._outcome: Outcome = "stop"
+
+    @property
+    def agent_version(self) -> str:
+        return self.config.uplink.agent_version
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open what the lane needs; raise :class:`AgentStartError` with one line if unusable."""
+        config = self.config
+        config.agent.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.outbox = Outbox(
+                config.agent.kiosk_db, config.agent.device_id, self.clock, config.uplink.outbox
+            )
+        except (OutboxError, OSError) as exc:
+            raise AgentStartError(f"kiosk database: {exc}") from None
+        watchlist = config.watchlist
+        try:
+            WatchlistStore(watchlist.db).close()  # creates an empty store (version 0) once
+            self.store = WatchlistStore(watchlist.db, readonly=True)
+            trusted = load_trust(directory=watchlist.trusted_keys) if watchlist.trusted_keys else {}
+        except (StoreError, WatchlistError, OSError) as exc:
+            raise AgentStartError(f"watchlist: {exc}") from None
+        try:
+            issuers = (
+                load_trust_list(config.trust.issuers)
+                if config.trust.issuers
+                else IssuerTrustList.from_pem({})
+            )
+            cscas = load_csca_store(config.trust.csca) if config.trust.csca else CscaStore()
+        except TrustStoreError as exc:
+            raise AgentStartError(f"trust: {exc}") from None
+        try:  # without a directory the officer pages refuse every login
+            self.officers = (
+                OfficerDirectory.load(config.ui.officers) if config.ui.officers else None
+            )
+        except OfficerDirectoryError as exc:
+            raise AgentStartError(f"ui.officers: {exc}") from None
+        self.lane = Lane(
+            config.lane,
+            outbox=self.outbox,
+            screener=StoreScreener(self.store),
+            issuers=issuers,
+            cscas=cscas,
+        )
+        self.sync = WatchlistSync(watchlist.db, trusted, config.agent.device_id)
+        self.commands = CommandRunner(
+            self.outbox,
+            {
+                "ping": ping_action(self.started),
+                "diagnostics": diagnostics_action(self._diagnostic_sections()),
+                "watchlist-resync": self._resync,
+                "config-reload": self._config_reload,
+                "agent-restart": self._agent_restart,
+            },
+            self.clock,
+            after_answer={"agent-restart": self._restart, "config-reload": self._reload_after},
+        )
+        self._reload_pending = False
+        # Everything long-lived is allocated now: keep it out of the collector's generations,
+        # so a full collection during a traveller's decision walks only what that decision made.
+        gc.collect()
+        gc.freeze()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def request_stop(self, outcome: Outcome = "stop") -> None:
+        """Stop every part cleanly (publishing ``offline``) and return *outcome* from run()."""
+        self._outcome = outcome
+        self._stop.set()
+
+    async def run(self) -> Outcome:
+        """Run until SIGTERM/SIGINT or :meth:`request_stop`; return whether to restart."""
+        if self.lane is None:
+            self.open()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        self._add_parts()
+        supervisor = asyncio.create_task(self.supervisor.run(), name="supervisor")
+        watchdog = asyncio.create_task(self.notifier.watchdog(self._lane_alive), name="watchdog")
+        self.notifier.notify(READY=1, STATUS=f"serving lane {self.config.lane.lane}")
+        log.info(
+            "agent %s started: device %s, lane %s (%s)",
+            self.agent_version,
+            self.config.agent.device_id,
+            self.config.lane.lane,
+            self.config.lane.direction,
+        )
+        try:
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({supervisor, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.notifier.notify(STOPPING=1, STATUS="stopping")
+            for task in (supervisor, watchdog):
+                task.cancel()
+            await asyncio.gather(supervisor, watchdog, return_exceptions=True)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            if self.sync is not None:
+                await self.sync.close()
+            self.close()
+            log.info("agent stopped (%s)", self._outcome)
+        return self._outcome
+
+    def _lane_alive(self) -> bool:
+        part = self.supervisor.part("lane")
+        return part.state == "ok"
+
+    # -- parts --------------------------------------------------------------------------------
+
+    def _add_parts(self) -> None:
+        config, supervisor = self.config, self.supervisor
+        supervisor.add("lane", self._lane_part)
+        if config.card_reader is not None:
+            supervisor.add("card-reader", self._card_reader_part, status=self._card_status)
+        else:
+            supervisor.absent("card-reader", "no card reader in this kiosk's configuration")
+        if config.mrz_reader is not None:
+            supervisor.add("mrz-reader", self._mrz_reader_part, status=self._mrz_status)
+        else:
+            supervisor.absent("mrz-reader", "no MRZ reader in this kiosk's configuration")
+        supervisor.absent("camera", "no camera support in this agent version")
+        supervisor.add("uplink", self._uplink_part, status=self._uplink_status)
+        supervisor.add("health", self._health_part)
+        if config.ui.enabled:
+            supervisor.add("ui", self._ui_part, status=lambda: self.pages.component())
+        else:
+            supervisor.absent("ui", "kiosk pages disabled in the configuration")
+
+    async def _lane_part(self, part: Part) -> None:
+        assert self.lane is not None
+        runner = asyncio.create_task(self.lane.run(), name="lane")
+        part.ready()
+        try:
+            while True:
+                done, _ = await asyncio.wait({runner}, timeout=HOUSEKEEPING_S)
+                if done:
+                    runner.result()  # raises what stopped the lane
+                    return
+                purged = await asyncio.to_thread(self.lane.reviews.purge)
+                if purged:
+                    log.info("review queue: personal data of %d expired items removed", purged)
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def _card_reader_part(self, part: Part) -> None:
+        assert self.lane is not None and self.config.card_reader is not None
+        async with CardReader(self.config.card_reader) as reader:
+            self.card_reader = reader
+            part.ready()
+            try:
+                await self.lane.feed_cards(reader)
+            finally:
+                self.card_reader = None
+
+    def _card_status(self) -> dict[str, Any]:
+        reader = self.card_reader
+        if reader is None:
+            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+        snapshot = reader.reader_state()
+        watcher = snapshot.watcher
+        present = [r for r in snapshot.readers.values() if r.present]
+        if watcher.state != "running":
+            state, detail, since = "down", watcher.detail or watcher.state, watcher.since
+        elif not present:
+            state, detail, since = "down", "no card reader connected", watcher.since
+        elif any(r.stuck for r in present):
+            stuck = next(r for r in present if r.stuck)
+            state, detail, since = "degraded", f"{stuck.name}: stuck in an exchange", stuck.since
+        else:
+            errors = [r.last_error for r in present if r.last_error]
+            state, since = "ok", max(r.since for r in present)
+            detail = f"last error: {errors[-1]}" if errors else ""
+        entry: dict[str, Any] = {
+            "state": state,
+            "since": format_time(datetime.fromtimestamp(since, UTC)),
+        }
+        if detail:
+            entry["detail"] = detail[:500]
+        return entry
+
+    async def _mrz_reader_part(self, part: Part) -> None:
+        assert self.lane is not None and self.config.mrz_reader is not None
+        async with MrzReader(self.config.mrz_reader) as reader:
+            self.mrz_reader = reader
+            part.ready()
+            try:
+                await self.lane.feed_mrz(reader)
+            finally:
+                self.mrz_reader = None
+
+    def _mrz_status(self) -> dict[str, Any]:
+        reader = self.mrz_reader
+        if reader is None:
+            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+        state = reader.state
+        entry: dict[str, Any] = {
+            "state": "ok" if state.status == "connected" else "down",
+            "since": format_time(state.since),
+        }
+        if state.status != "connected":
+            entry["detail"] = f"{state.status}: {state.last_error or 'looking for the port'}"[:500]
+        return entry
+
+    async def _uplink_part(self, part: Part) -> None:
+        assert self.outbox is not None and self.sync is not None and self.commands is not None
+        async with Uplink(self.config.uplink, self.outbox, self.clock) as uplink:
+            self.sync.attach(uplink)
+            self.commands.attach(uplink)
+            self.uplink = uplink
+            part.ready()
+            runner = asyncio.create_task(uplink.run(), name="uplink-run")
+            answers = asyncio.create_task(self.commands.run(), name="command-answers")
+            try:
+                # shielded: stopping the agent must let the session say offline (shutdown)
+                # before it disconnects, not cut it off mid-publication
+                await asyncio.shield(runner)
+            finally:
+                self.uplink = None
+                answers.cancel()
+                await uplink.stop()
+
+    def _uplink_status(self) -> dict[str, Any]:
+        uplink = self.uplink
+        if uplink is None:
+            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+        return uplink.status().component()
+
+    async def _health_part(self, part: Part) -> None:
+        part.ready()
+        await run_heartbeat(self._publish_health, self.health, self.config.health.interval_s)
+
+    async def _publish_health(self, body: dict[str, Any]) -> None:
+        uplink = self.uplink
+        if uplink is None:
+            raise NotConnected("the uplink is restarting")
+        await uplink.publish_now("health", body)
+
+    def health(self) -> dict[str, Any]:
+        """The current ``health@1`` body (without envelope)."""
+        assert self.outbox is not None and self.sync is not None
+        if self.uplink is not None:
+            uplink_fields = self.uplink.status().health_fields()
+        else:
+            uplink_fields = {"session": 0, "outbox": self.outbox.stats().to_health()}
+            uplink_fields["last_ack"] = None
+        components = self.supervisor.components()
+        components["watchlist"] = self.sync.component()
+        return heartbeat(
+            agent_version=self.agent_version,
+            started=self.started,
+            data_dir=self.config.agent.data_dir,
+            uplink_fields=uplink_fields,
+            components=components,
+            watchlist=self.sync.health(),
+        )
+
+    async def _ui_part(self, part: Part) -> None:
+        from edge.ui import KioskPages  # aiohttp is imported only by kiosks that serve pages
+
+        assert self.lane is not None
+        ui = self.config.ui
+        pages = KioskPages(
+            self.lane,
+            host=ui.host,
+            port=ui.port,
+            officers=self.officers,
+            language=ui.language,
+        )
+        async with pages:
+            self.pages = pages
+            log.info("kiosk pages on %s", pages.url)
+            part.ready()
+            await asyncio.Event().wait()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def _resync(self, args: Any) -> dict[str, Any]:
+        assert self.sync is not None
+        return dict(await self.sync.resync())
+
+    def _diagnostic_sections(self) -> dict[str, Callable[[Any], Any]]:
+        """What ``diagnostics`` reports, by section: states and counters, no personal data."""
+        return {
+            "agent": lambda args: {
+                "version": self.agent_version,
+                "python": sys.version.split()[0],
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "config": str(self.config.path),
+            },
+            "parts": lambda args: self.supervisor.summary(),
+            "system": lambda args: system_figures(self.config.agent.data_dir),
+            "outbox": lambda args: asdict(self.outbox.stats()) if self.outbox else None,
+            "uplink": lambda args: _uplink_summary(self.uplink),
+            "watchlist": lambda args: (
+                {**self.sync.health(), **self.sync.component()} if self.sync else None
+            ),
+            "card_reader": lambda args: (
+                self.card_reader.reader_state().as_dict() if self.card_reader else None
+            ),
+            "mrz_reader": lambda args: self.mrz_reader.state.to_dict() if self.mrz_reader else None,
+            "lane": lambda args: (
+                {
+                    "state": self.lane.state.value,
+                    "review_queue": len(self.lane.reviews.pending()),
+                    **(self.lane.reviews.state(self.config.lane.lane) or {}),
+                }
+                if self.lane
+                else None
+            ),
+        }
+
+    async def _config_reload(self, args: Any) -> dict[str, Any]:
+        try:
+            fresh = load_config(self.config.path, agent_version=self.agent_version)
+        except AgentConfigError as exc:
+            raise CommandError("bad-config", f"the configuration was not reloaded: {exc}") from None
+        changed = [name for name in SECTIONS if getattr(fresh, name) != getattr(self.config, name)]
+        self._reload_pending = bool(changed)
+        return {"changed": changed, "restarting": bool(changed)}
+
+    async def _agent_restart(self, args: Any) -> dict[str, Any]:
+        return {"restarting_in_s": RESTART_DELAY_S}
+
+    async def _reload_after(self) -> None:
+        if self._reload_pending:
+            await self._restart()
+
+    async def _restart(self) -> None:
+        await asyncio.sleep(RESTART_DELAY_S)
+        self.request_stop("restart")
+
+
+def _uplink_summary(uplink: Uplink | None) -> dict[str, Any]:
+    if uplink is None:
+        return {"state": "restarting"}
+    status = uplink.status()
+    return {
+        "state": status.state.value,
+        "since": format_time(status.since),
+        "last_error": status.last_error,
+        "session": status.session,
+        "in_flight": status.in_flight,
+        "connects": status.connects,
+        "rejected": status.rejected,
+        "last_ack": format_time(status.last_ack) if status.last_ack else None,
+    }

@@ -1,0 +1,76 @@
+"""``borderlane-edge run``: the kiosk agent itself (what the systemd unit starts)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from edge.agent.agent import Agent, AgentStartError
+from edge.agent.config import AgentConfigError, load_config
+
+from .common import BadArgument, OneLineErrors
+
+__all__ = ["run"]
+
+
+def agent_version() -> str:
+    try:
+        return importlib.metadata.version("borderlane")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "0.0.0+source"
+
+
+@click.command("run", cls=OneLineErrors)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The kiosk's configuration file (TOML).",
+)
+@click.option("--check", is_flag=True, help="Check the configuration and exit (0: usable).")
+def run(config_path: Path, check: bool) -> None:
+    """Run the kiosk agent: card and MRZ readers, the lane, the uplink, health, kiosk pages.
+
+    Runs until SIGTERM or Ctrl-C, publishing offline before it goes. Every part is restarted
+    on failure; the lane keeps deciding and recording with no network at all. Logs go to
+    stderr (the journal under systemd) and never contain personal data.
+
+    \b
+    Examples:
+      borderlane-edge run --config /etc/borderlane/kiosk.toml
+      borderlane-edge run --config kiosk.toml --check     validate only
+
+    \b
+    Exit status: 0 stopped cleanly, 1 could not start (database, watchlist or trust files
+    unusable), 2 bad configuration (the message names the key).
+    """
+    try:
+        config = load_config(config_path, agent_version=agent_version())
+    except AgentConfigError as exc:
+        raise BadArgument(f"{config_path}: {exc}") from None
+    if check:
+        click.echo(f"{config_path}: ok (device {config.agent.device_id}, lane {config.lane.lane})")
+        return
+    logging.basicConfig(
+        level=config.agent.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    agent = Agent(config)
+    try:
+        agent.open()
+    except AgentStartError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    outcome = asyncio.run(agent.run())
+    if outcome == "restart":  # agent-restart or a changed configuration: a fresh process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])

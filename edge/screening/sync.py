@@ -1,0 +1,699 @@
+"""Keeping the kiosk's watchlist current over MQTT: manifest, broadcast deltas, catch-up.
+
+::
+
+    sync = WatchlistSync(store_path, load_trust(directory=keys), device_id,
+                         on_applied=lambda result: log.info(result.describe()))
+    sync.attach(uplink)                   # before uplink.run(): registers three handlers
+    ...
+    body["watchlist"] = sync.health()     # heartbeat
+    body["components"]["watchlist"] = sync.component()
+    await sync.resync()                   # the console's watchlist-resync command
+
+What arrives, and what the kiosk does (``mqtt-schemas/topics.md``, "Watchlist"):
+
+Manifest (fleet, retained, so re-delivered on every (re)connect)
+    Nothing is ever applied from it: it is not signed. It only says where the console is.
+    Equal to the store's version: the kiosk knows it is up to date (``age_s`` counts from
+    here). One behind, with the manifest's delta leading from the store's version: the
+    broadcast delta is on its way; if it has not been applied after ``delta_grace_s``, the
+    kiosk asks for it. Further behind, version 0, or only a snapshot leading there: it asks
+    at once (``watchlist-catchup``, reason ``startup``). While still behind it asks again
+    every ``retry_s``; offline (``NotConnected``) it simply waits for the next manifest,
+    which the broker re-delivers on reconnect.
+
+Chunks (fleet broadcasts, and catch-up answers on the kiosk's own topic)
+    A chunk addressed to another kiosk (``for_device``) is ignored. Each chunk's signature is
+    verified on arrival; a forged or untrusted one is dropped, logged with its reason, and
+    health shows ``degraded``. Chunks that are already applied (a replay, a duplicate) are
+    dropped quietly. The rest are staged **on disk** (a small SQLite file next to the store)
+    until all ``chunk_count`` chunks of their delta are there: a snapshot of a million persons
+    is some 200 chunks, which a 1 GB kiosk must not hold in memory while they trickle in,
+    and staged chunks survive a restart. A complete delta is applied when it follows the
+    store's version (one transaction, :func:`~edge.screening.delta.apply_chunks`, in a worker
+    thread on its own store connection); a complete delta that does not follow yet waits
+    while the kiosk asks for the missing ones (``gap``). A delta that does not fit the store
+    (``diverged``) makes it ask for a snapshot.
+
+Staging is bounded: a partial delta untouched for ``staging_expiry_s`` is dropped, and past
+``staging_max_bytes`` the stalest partial deltas make room (their chunks come again in a
+catch-up).
+
+The lane screens on its own read-only store connection; it sees a new version as soon as the
+apply commits (:meth:`WatchlistStore.refresh` tells the matcher to forget what it cached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.uplink.clock import format_time
+from edge.uplink.errors import NotConnected
+from edge.uplink.session import Incoming, Uplink
+from mqtt_schemas.watchlist import WatchlistError, verify_chunk
+
+from .delta import ApplyResult, DeltaRejected, apply_chunks
+from .store import WatchlistStore
+
+__all__ = ["SyncSettings", "WatchlistSync"]
+
+log = logging.getLogger("edge.watchlist.sync")
+T = TypeVar("T")
+
+Reason = Literal["gap", "restore", "resync", "startup"]
+Want = Literal["delta", "snapshot", "auto"]
+
+QUIET_REJECTIONS = frozenset({"replay", "older"})
+"""Refusals that only mean "already have it": logged at info level, health unaffected."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Timings and bounds of :class:`WatchlistSync` (tests shorten the timings)."""
+
+    delta_grace_s: float = 30.0
+    """One version behind, how long to wait for the broadcast delta before asking for it."""
+    retry_s: float = 120.0
+    """While behind the manifest, ask again this often (a catch-up or its answer was lost)."""
+    staging_max_bytes: int = 384 * 1024 * 1024
+    """Staged chunk bytes at most: a full snapshot of ~1M persons, with room to spare."""
+    staging_expiry_s: float = 6 * 3600.0
+    """A partial delta whose last chunk came longer ago than this is dropped."""
+
+    def __post_init__(self) -> None:
+        if self.delta_grace_s <= 0 or self.retry_s <= 0 or self.staging_expiry_s <= 0:
+            raise ValueError("delta_grace_s, retry_s and staging_expiry_s must be positive")
+        if self.staging_max_bytes < 1 << 20:
+            raise ValueError("staging_max_bytes must be at least 1 MiB (one chunk)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging on disk
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A delta or snapshot some of whose chunks are staged."""
+
+    key: str
+    kind: str
+    from_version: int | None
+    to_version: int
+    chunk_count: int
+    received: int
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.chunk_count
+
+    def describe(self) -> str:
+        if self.kind == "snapshot":
+            return f"snapshot of version {self.to_version}"
+        return f"delta {self.from_version} -> {self.to_version}"
+
+
+class StagingFull(Exception):
+    """A chunk does not fit in the staging budget even after evicting partial deltas."""
+
+
+_STAGING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS staged (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    from_version INTEGER,
+    to_version INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    last_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged_chunks (
+    key TEXT NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (key, chunk_index)
+) WITHOUT ROWID;
+"""
+
+
+def staging_key(chunk: Mapping[str, Any]) -> str:
+    """Which delta a chunk belongs to: kind, versions, chunk count and the changes' digest.
+
+    The digest (signed in every chunk) is what tells two deltas of the same versions apart;
+    ``chunk_count`` is part of the identity :func:`~mqtt_schemas.watchlist.assemble` checks.
+    The key id is not: chunks are verified one by one as they arrive, whoever signed them.
+    """
+    source = chunk.get("from_version")
+    return ":".join(
+        (
+            chunk["kind"],
+            "-" if source is None else str(source),
+            str(chunk["to_version"]),
+            str(chunk["chunk_count"]),
+            chunk["changes_sha256"],
+        )
+    )
+
+
+class ChunkStaging:
+    """Verified chunks on disk, by delta, until their delta is complete (one thread only)."""
+
+    def __init__(self, path: Path, *, max_bytes: int, expiry_s: float) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.expiry_s = expiry_s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute("PRAGMA synchronous = NORMAL")
+        self.connection.executescript(_STAGING_SCHEMA)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def add(self, chunk: Mapping[str, Any], now: float | None = None) -> Staged:
+        """Stage *chunk* (a redelivered one is ignored); the delta's state afterwards."""
+        now = time.time() if now is None else now
+        key = staging_key(chunk)
+        body = json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode()
+        db = self.connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._expire(now)
+            if not db.execute(
+                "SELECT 1 FROM staged_chunks WHERE key = ? AND chunk_index = ?",
+                (key, chunk["chunk_index"]),
+            ).fetchone():
+                self._make_room(len(body), keep=key)
+                db.execute(
+                    "INSERT INTO staged (key, kind, from_version, to_version, chunk_count, "
+                    "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (
+                        key,
+                        chunk["kind"],
+                        chunk.get("from_version"),
+                        chunk["to_version"],
+                        chunk["chunk_count"],
+                        now,
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO staged_chunks (key, chunk_index, body) VALUES (?, ?, ?)",
+                    (key, chunk["chunk_index"], body),
+                )
+                db.execute(
+                    "UPDATE staged SET received = received + 1, bytes = bytes + ?, last_at = ? "
+                    "WHERE key = ?",
+                    (len(body), now, key),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        found = self.get(key)
+        assert found is not None
+        return found
+
+    def _expire(self, now: float) -> None:
+        stale = [
+            row[0]
+            for row in self.connection.execute(
+                "SELECT key FROM staged WHERE received < chunk_count AND last_at < ?",
+                (now - self.expiry_s,),
+            )
+        ]
+        for key in stale:
+            log.info("watchlist: dropped a partial %s that stopped arriving", _describe_key(key))
+            self._delete(key)
+
+    def _make_room(self, size: int, keep: str) -> None:
+        used = self.bytes()
+        if used + size <= self.max_bytes:
+            return
+        for (key,) in self.connection.execute(
+            "SELECT key FROM staged WHERE key != ? AND received < chunk_count ORDER BY last_at",
+            (keep,),
+        ).fetchall():
+            (freed,) = self.connection.execute(
+                "SELECT bytes FROM staged WHERE key = ?", (key,)
+            ).fetchone()
+            log.warning(
+                "watchlist: staging full; dropped the partial %s to make room", _describe_key(key)
+            )
+            self._delete(key)
+            used -= freed
+            if used + size <= self.max_bytes:
+                return
+        raise StagingFull(
+            f"{used + size} bytes would exceed the staging budget of {self.max_bytes}"
+        )
+
+    def bytes(self) -> int:
+        return int(self.connection.execute("SELECT total(bytes) FROM staged").fetchone()[0])
+
+    def get(self, key: str) -> Staged | None:
+        row = self.connection.execute(
+            "SELECT key, kind, from_version, to_version, chunk_count, received FROM staged "
+            "WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return Staged(*row) if row else None
+
+    def all(self) -> list[Staged]:
+        rows = self.connection.execute(
+            "SELECT key, kind, from_version, to_version, chunk_count, received FROM staged "
+            "ORDER BY to_version, kind"
+        ).fetchall()
+        return [Staged(*row) for row in rows]
+
+    def chunks(self, key: str) -> list[dict[str, Any]]:
+        """The staged chunks of *key*, in chunk order."""
+        return [
+            json.loads(body)
+            for (body,) in self.connection.execute(
+                "SELECT body FROM staged_chunks WHERE key = ? ORDER BY chunk_index", (key,)
+            )
+        ]
+
+    def drop(self, key: str) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+        self._delete(key)
+        self.connection.execute("COMMIT")
+
+    def _delete(self, key: str) -> None:
+        self.connection.execute("DELETE FROM staged_chunks WHERE key = ?", (key,))
+        self.connection.execute("DELETE FROM staged WHERE key = ?", (key,))
+
+
+def _describe_key(key: str) -> str:
+    kind, source, target, *_ = key.split(":")
+    return f"snapshot of version {target}" if kind == "snapshot" else f"delta {source} -> {target}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The synchroniser
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """What staging one chunk came to (computed in the sync thread)."""
+
+    outcome: Literal["staged", "obsolete", "rejected", "full"]
+    staged: Staged | None = None
+    reason: str = ""
+    message: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class _Applied:
+    staged: Staged
+    result: ApplyResult | None = None
+    rejected: DeltaRejected | None = None
+    version: int = 0
+    applied_at: str | None = None
+
+
+class WatchlistSync:
+    """Keeps the watchlist store at *store_path* current; see the module documentation.
+
+    *trusted*: watchlist signing keys by key id (:func:`~edge.screening.delta.load_trust`).
+    *staging_path*: where chunks wait (default: ``<store>.staging`` next to the store).
+    *on_applied*: called on the event loop after each delta or snapshot is applied.
+    """
+
+    def __init__(
+        self,
+        store_path: Path,
+        trusted: Mapping[str, Ed25519PublicKey],
+        device_id: str,
+        *,
+        staging_path: Path | None = None,
+        settings: SyncSettings | None = None,
+        on_applied: Callable[[ApplyResult], None] | None = None,
+    ) -> None:
+        self.store_path = Path(store_path)
+        self.trusted = dict(trusted)
+        self.device_id = device_id
+        self.staging_path = staging_path or self.store_path.with_name(
+            self.store_path.name + ".staging"
+        )
+        self.settings = settings or SyncSettings()
+        self.on_applied = on_applied
+        with WatchlistStore(self.store_path) as store:  # creates an empty store if missing
+            self._version = store.version
+            self._applied_at = store.applied_at
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="watchlist")
+        self._staging: ChunkStaging | None = None  # opened in the thread, used only there
+        self._uplink: Uplink | None = None
+        self._lock = asyncio.Lock()
+        self._manifest: dict[str, Any] | None = None
+        self._latest_at: float | None = None
+        self._behind_since: float | None = None
+        self._snapshot_wanted = False
+        self._last_ask: tuple[float, int] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._fault: str | None = None
+        self._state: tuple[str, str] = ("starting", "")
+        self._since = dt.datetime.now(dt.UTC)
+        self.asked: list[dict[str, Any]] = []
+        """Every catch-up body this kiosk published (newest last, at most 100)."""
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def attach(self, uplink: Uplink) -> None:
+        """Register the manifest and both deltas handlers on *uplink* (before it runs)."""
+        self._uplink = uplink
+        uplink.on("watchlist/manifest", self._on_manifest, scope="fleet")
+        uplink.on("watchlist/deltas", self._on_chunk, scope="fleet")
+        uplink.on("watchlist/deltas", self._on_chunk, scope="device")
+
+    async def close(self) -> None:
+        """Stop the retry timer and release the staging file (the store is not held open)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        await self._run(self._close_staging)
+        self._thread.shutdown(wait=True)
+
+    async def __aenter__(self) -> WatchlistSync:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- what the agent asks --------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The version the store holds (as of the last apply or manifest)."""
+        return self._version
+
+    async def resync(self) -> dict[str, Any]:
+        """Ask the console for a fresh snapshot (the ``watchlist-resync`` command).
+
+        Returns the catch-up body sent; raises :class:`~edge.uplink.NotConnected` when offline
+        (the command's answer says so; nothing is lost, the store keeps its version).
+        """
+        async with self._lock:
+            self._snapshot_wanted = True
+            return await self._ask("resync", "snapshot", raise_offline=True)
+
+    def health(self) -> dict[str, Any]:
+        """The ``watchlist`` object of a ``health`` heartbeat."""
+        age = None if self._latest_at is None else round(time.monotonic() - self._latest_at, 1)
+        return {
+            "version": self._version,
+            "applied_at": self._applied_at if self._version else None,
+            "age_s": age,
+        }
+
+    def component(self) -> dict[str, Any]:
+        """The ``components.watchlist`` entry of a heartbeat: ok, degraded, down or starting."""
+        self._update_state()
+        state, detail = self._state
+        out: dict[str, Any] = {"state": state, "since": format_time(self._since)}
+        if detail:
+            out["detail"] = detail[:500]
+        return out
+
+    def _update_state(self) -> None:
+        manifest = self._manifest
+        behind = manifest is not None and self._version < manifest["version"]
+        if self._version == 0:
+            state = (
+                ("starting", "")
+                if manifest is None
+                else (
+                    "down",
+                    "no watchlist applied yet (travellers are referred); a snapshot is requested",
+                )
+            )
+        elif self._fault:
+            state = ("degraded", self._fault)
+        elif (
+            behind
+            and self._behind_since is not None
+            and time.monotonic() - self._behind_since > self.settings.delta_grace_s
+        ):
+            assert manifest is not None
+            state = (
+                "degraded",
+                f"version {self._version}, the console's is {manifest['version']}: catching up",
+            )
+        else:
+            state = ("ok", "")
+        if state != self._state:
+            self._state = state
+            self._since = dt.datetime.now(dt.UTC)
+
+    # -- manifest -------------------------------------------------------------------------
+
+    async def _on_manifest(self, incoming: Incoming) -> None:
+        manifest = incoming.payload
+        async with self._lock:
+            self._manifest = manifest
+            self._version, self._applied_at = await self._run(self._read_store)
+            await self._apply_ready()
+            if not self._check_latest():
+                await self._ask_if_behind()
+
+    def _check_latest(self) -> bool:
+        """Whether the store is at (or past) the manifest's version; if so, note it (lock held)."""
+        manifest = self._manifest
+        if manifest is None:
+            return False
+        latest, version = manifest["version"], self._version
+        if version >= latest:
+            if version > latest:
+                # An older manifest queued in the session while a newer delta was applied,
+                # or a console whose history was restored: the kiosk never goes back.
+                log.info(
+                    "watchlist: the manifest announces version %d, the store holds %d; keeping it",
+                    latest,
+                    version,
+                )
+            else:
+                self._latest_at = time.monotonic()
+            self._behind_since = None
+            self._cancel_timer()
+            self._update_state()
+            return True
+        return False
+
+    async def _ask_if_behind(self) -> None:
+        """After a manifest: wait for the broadcast delta, or ask for a catch-up (lock held)."""
+        manifest = self._manifest
+        assert manifest is not None
+        latest, version = manifest["version"], self._version
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+        delta = manifest.get("delta")
+        if version > 0 and latest == version + 1 and delta and delta["from_version"] == version:
+            # The broadcast delta is normally published just before the manifest.
+            self._arm(self.settings.delta_grace_s)
+        else:
+            await self._ask("startup", "snapshot" if version == 0 else "auto")
+            self._arm(self.settings.retry_s)
+        self._update_state()
+
+    def _arm(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.create_task(self._still_behind(delay), name="watchlist-retry")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+        self._timer = None
+
+    async def _still_behind(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock:
+            manifest = self._manifest
+            if manifest is None or self._version >= manifest["version"]:
+                return
+            await self._ask("startup", "auto")
+            self._timer = None
+            self._arm(self.settings.retry_s)
+
+    # -- chunks ---------------------------------------------------------------------------
+
+    async def _on_chunk(self, incoming: Incoming) -> None:
+        chunk = incoming.payload
+        addressee = chunk.get("for_device")
+        if addressee is not None and addressee != self.device_id:
+            log.info("watchlist: ignored a chunk addressed to another kiosk")
+            return
+        async with self._lock:
+            arrival = await self._run(self._stage, chunk)
+            self._version = arrival.version
+            if arrival.outcome == "rejected":
+                self._refused(arrival.reason, arrival.message)
+                return
+            if arrival.outcome == "obsolete":
+                log.debug("watchlist: ignored a chunk of an applied version (duplicate or replay)")
+                return
+            if arrival.outcome == "full":
+                log.warning("watchlist: chunk not staged: %s", arrival.message)
+                return
+            staged = arrival.staged
+            assert staged is not None
+            if staged.kind == "delta" and staged.from_version > self._version:
+                await self._ask("gap", "delta", throttle=True)
+            if staged.complete:
+                await self._apply_ready()
+                # Only the manifest (and the retry timer) ask when merely behind: a catch-up
+                # answer of several deltas must not ask again after each one.
+                self._check_latest()
+
+    def _refused(self, reason: str, message: str) -> None:
+        if reason in QUIET_REJECTIONS:
+            log.info("watchlist: %s", message)
+            return
+        log.warning("watchlist: refused (%s): %s", reason, message)
+        self._fault = f"refused a watchlist chunk ({reason}): {message}"
+        self._update_state()
+
+    async def _apply_ready(self) -> None:
+        """Apply every complete staged delta that follows the store's version (lock held)."""
+        while True:
+            applied = await self._run(self._apply_next)
+            if applied is None:
+                return
+            self._version, self._applied_at = applied.version, applied.applied_at
+            rejected = applied.rejected
+            if rejected is not None:
+                what = applied.staged.describe()
+                if rejected.reason == "gap":
+                    await self._ask("gap", "delta", throttle=True)
+                elif rejected.reason == "diverged":
+                    log.warning("watchlist: %s", rejected)
+                    self._snapshot_wanted = True
+                    await self._ask("restore", "snapshot")
+                else:
+                    self._refused(rejected.reason, f"{what}: {rejected}")
+                continue
+            result = applied.result
+            assert result is not None
+            log.info("watchlist: %s", result.describe())
+            self._fault = None
+            if result.kind == "snapshot":
+                self._snapshot_wanted = False
+            self._check_latest()  # before anything else can observe the new version
+            if self.on_applied is not None:
+                try:
+                    self.on_applied(result)
+                except Exception:
+                    log.exception("watchlist: the on_applied callback failed")
+
+    # -- asking for a catch-up ------------------------------------------------------------
+
+    async def _ask(
+        self, reason: Reason, want: Want, *, throttle: bool = False, raise_offline: bool = False
+    ) -> dict[str, Any]:
+        body = {"have_version": self._version, "want": want, "reason": reason}
+        now = time.monotonic()
+        if throttle and self._last_ask is not None:
+            at, version = self._last_ask
+            if version == self._version and now - at < self.settings.retry_s:
+                return body  # a catch-up for the same version is under way
+        uplink = self._uplink
+        try:
+            if uplink is None:
+                raise NotConnected("no uplink attached")
+            await uplink.publish_now("watchlist/catchup", body)
+        except NotConnected as exc:
+            log.info("watchlist: catch-up (%s) not sent: %s", reason, exc)
+            if raise_offline:
+                raise
+            return body
+        self._last_ask = (now, self._version)
+        self.asked = [*self.asked[-99:], body]
+        log.info("watchlist: asked for a catch-up from version %d (%s, %s)", *body.values())
+        return body
+
+    # -- in the sync thread ---------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, function, *args)
+
+    def _stage_db(self) -> ChunkStaging:
+        if self._staging is None:
+            self._staging = ChunkStaging(
+                self.staging_path,
+                max_bytes=self.settings.staging_max_bytes,
+                expiry_s=self.settings.staging_expiry_s,
+            )
+        return self._staging
+
+    def _close_staging(self) -> None:
+        if self._staging is not None:
+            self._staging.close()
+            self._staging = None
+
+    def _read_store(self) -> tuple[int, str | None]:
+        with WatchlistStore(self.store_path) as store:
+            return store.version, store.applied_at
+
+    def _stage(self, chunk: dict[str, Any]) -> _Arrival:
+        version, _ = self._read_store()
+        try:
+            verify_chunk(chunk, self.trusted)
+        except WatchlistError as exc:
+            return _Arrival("rejected", reason=exc.reason, message=str(exc), version=version)
+        if self._obsolete(chunk["kind"], chunk.get("from_version"), chunk["to_version"], version):
+            return _Arrival("obsolete", version=version)
+        try:
+            staged = self._stage_db().add(chunk)
+        except StagingFull as exc:
+            return _Arrival("full", message=str(exc), version=version)
+        return _Arrival("staged", staged, version=version)
+
+    def _obsolete(self, kind: str, source: int | None, target: int, version: int) -> bool:
+        if kind == "snapshot":
+            return target < version or (target == version and not self._snapshot_wanted)
+        return target <= version
+
+    def _apply_next(self) -> _Applied | None:
+        staging = self._stage_db()
+        version, _ = self._read_store()
+        ready: Staged | None = None
+        for staged in staging.all():
+            if self._obsolete(staged.kind, staged.from_version, staged.to_version, version):
+                staging.drop(staged.key)
+            elif (
+                staged.complete
+                and ready is None
+                and (staged.kind == "snapshot" or staged.from_version == version)
+            ):
+                ready = staged
+        if ready is None:
+            return None
+        chunks = staging.chunks(ready.key)
+        with WatchlistStore(self.store_path) as store:
+            try:
+                result = apply_chunks(store, chunks, self.trusted)
+            except DeltaRejected as exc:
+                staging.drop(ready.key)
+                return _Applied(
+                    ready, rejected=exc, version=store.version, applied_at=store.applied_at
+                )
+            staging.drop(ready.key)
+            return _Applied(
+                ready, result=result, version=store.version, applied_at=store.applied_at
+            )

@@ -1,0 +1,525 @@
+"""Watchlist versions from the console to kiosks over a real Mosquitto (TLS, client
+certificates, the contract ACL): broadcast deltas, the retained manifest, catch-ups answered
+from the console's signed history, and everything a kiosk must refuse.
+
+Kiosks are real :class:`~edge.uplink.Uplink` sessions with a :class:`WatchlistSync`; the
+console is a real :class:`WatchlistPublisher` and :class:`CatchupResponder` on the console's
+certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+import mqtt_schemas
+from console.connection import Endpoint
+from console.envelope import clock_state, utc_now, uuid7
+from console.watchlist import (
+    CatchupResponder,
+    WatchlistHistory,
+    WatchlistPublisher,
+    send_steps,
+)
+from edge.lane.screening import ScreeningQuery, StoreScreener
+from edge.screening.delta import ApplyResult, apply_chunks
+from edge.screening.store import WatchlistStore
+from edge.screening.sync import ChunkStaging, StagingFull, SyncSettings, WatchlistSync
+from edge.uplink import Outbox, StaticClock, Uplink
+from mqtt_schemas import topics
+from mqtt_schemas.watchlist import (
+    entry_from_record,
+    generate_key,
+    make_chunks,
+    private_key_pem,
+    sign_chunks,
+    snapshot_changes,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY_ID = "wl-test"
+KEY = generate_key()
+TRUSTED = {KEY_ID: KEY.public_key()}
+NODE = "console-1"
+SETTINGS = SyncSettings(delta_grace_s=0.3, retry_s=2.0)
+
+PEOPLE = {
+    "p-garcia": ("GARCIA LOPEZ", "JUAN CARLOS", "1975-03-02"),
+    "p-haddad": ("HADDAD", "SAMIR", "1981-11-20"),
+    "p-novak": ("NOVAK", "PETRA", "1990-06-14"),
+    "p-okafor": ("OKAFOR", "CHINEDU", "1968-01-30"),
+    "p-ortega": ("ORTEGA SALAS", "MARIA ELENA", "1984-07-09"),
+    "p-ivanov": ("IVANOV", "DMITRI", "1972-09-17"),
+}
+
+
+def person(entry_id: str, list_name: str = "national-wanted") -> tuple[str, str, dict]:
+    surname, given, birth = PEOPLE[entry_id]
+    return entry_from_record(
+        {
+            "id": entry_id,
+            "kind": "person",
+            "names": [{"surname": surname, "given_names": given}],
+            "birth_date": birth,
+            "list": list_name,
+            "category": "wanted",
+        }
+    )
+
+
+def document(number: int) -> tuple[str, str, dict]:
+    return entry_from_record(
+        {
+            "id": f"d{number}",
+            "kind": "document",
+            "number": f"G{number:08d}",
+            "issuing_state": "MEX",
+            "status": "stolen",
+            "list": "interpol-sltd",
+        }
+    )
+
+
+V1 = [person("p-garcia"), person("p-haddad"), document(1), document(2)]
+V2 = [*V1, person("p-ortega")]
+V3 = [*V2[:-1], person("p-novak"), document(3)]  # Ortega removed, Novak and d3 added
+
+
+def query(entry_id: str) -> ScreeningQuery:
+    surname, given, birth = PEOPLE[entry_id]
+    return ScreeningQuery(surname, given, birth, None, None, None, None)
+
+
+def store_entries(path: Path) -> set[tuple[str, str, str]]:
+    with WatchlistStore(path, readonly=True) as store:
+        return {(k, i, json.dumps(e, sort_keys=True)) for k, i, e in store.entries()}
+
+
+def as_set(entries) -> set[tuple[str, str, str]]:
+    return {(k, i, json.dumps(e, sort_keys=True)) for k, i, e in entries}
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sides
+
+
+@dataclass
+class Console:
+    history: WatchlistHistory
+    publisher: WatchlistPublisher
+    mqtt: aiomqtt.Client
+    responder: CatchupResponder
+    db_path: Path
+
+    async def publish(self, entries) -> int:
+        return (await self.publisher.publish_list(self.mqtt, entries)).version
+
+    async def send_chunk(self, chunk: dict[str, Any], for_device: str | None = None) -> None:
+        """Publish one chunk as the console would, with fresh publication fields."""
+        payload = {
+            **chunk,
+            "id": uuid7(),
+            "device_id": NODE,
+            "seq": 1,
+            "time": utc_now(),
+            "clock": clock_state(),
+        }
+        if for_device:
+            payload["for_device"] = for_device
+        await self.mqtt.publish(
+            topics.fleet_topic("watchlist/deltas"), json.dumps(payload).encode(), qos=1
+        )
+
+
+@contextlib.asynccontextmanager
+async def console_side(broker, tmp_path: Path, **publisher_options) -> AsyncIterator[Console]:
+    identity = broker.identity("console")
+    endpoint = Endpoint(
+        broker.host, broker.tls_port, broker.ca.cert_path, identity.cert_path, identity.key_path
+    )
+    db_path = tmp_path / "console.db"
+    history = WatchlistHistory(db_path)
+    publisher = WatchlistPublisher(history, KEY, KEY_ID, node_id=NODE, **publisher_options)
+    responder = CatchupResponder(
+        history, endpoint, node_id=NODE, publisher=publisher, client_id=f"wl-{uuid7()[-8:]}"
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(responder.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await responder.ready.wait()
+        async with broker.client("console") as mqtt:
+            yield Console(history, publisher, mqtt, responder, db_path)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        history.close()
+
+
+@dataclass
+class Kiosk:
+    uplink: Uplink
+    sync: WatchlistSync
+    store_path: Path
+    applied: list[ApplyResult] = field(default_factory=list)
+
+    def screen(self, entry_id: str) -> list[str]:
+        """What the lane's screener finds for that person: the lists of the hits."""
+        with WatchlistStore(self.store_path, readonly=True) as store:
+            result = StoreScreener(store).screen(query(entry_id), 0.8)
+        return [hit.list for hit in result.hits]
+
+
+@contextlib.asynccontextmanager
+async def kiosk(broker, tmp_path: Path, device_id: str = "kiosk-a") -> AsyncIterator[Kiosk]:
+    """A kiosk's uplink and watchlist sync, connected for the block (state kept on disk)."""
+    home = tmp_path / device_id
+    home.mkdir(exist_ok=True)
+    config = broker.uplink_config(device_id)
+    clock = StaticClock()
+    outbox = Outbox(home / "outbox.db", device_id, clock, config.outbox)
+    applied: list[ApplyResult] = []
+    sync = WatchlistSync(
+        home / "watchlist.db", TRUSTED, device_id, settings=SETTINGS, on_applied=applied.append
+    )
+    async with sync, Uplink(config, outbox, clock) as uplink:
+        sync.attach(uplink)
+        runner = asyncio.create_task(uplink.run())
+        try:
+            await uplink.wait_connected(10)
+            yield Kiosk(uplink, sync, home / "watchlist.db", applied)
+        finally:
+            await uplink.stop()
+            await runner
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_kiosk_gets_the_snapshot_then_a_published_delta_finds_the_new_person(
+    uplink_broker, tmp_path
+) -> None:
+    async with console_side(uplink_broker, tmp_path) as console:
+        assert await console.publish(V1) == 1
+        async with kiosk(uplink_broker, tmp_path) as k:
+            # Version 0 at connect: the manifest makes it ask for a snapshot.
+            await until(lambda: k.sync.version == 1)
+            assert k.sync.asked[0] == {"have_version": 0, "want": "snapshot", "reason": "startup"}
+            assert [r.kind for r in k.applied] == ["snapshot"]
+            assert store_entries(k.store_path) == as_set(V1)
+            assert k.screen("p-ortega") == []
+
+            with WatchlistStore(k.store_path, readonly=True) as lane_store:
+                lane = StoreScreener(lane_store)  # the lane's own connection, open throughout
+                assert lane.screen(query("p-ortega"), 0.8).hits == ()
+                assert await console.publish(V2) == 2
+                await until(lambda: k.sync.version == 2)
+                result = lane.screen(query("p-ortega"), 0.8)
+            assert result.version == 2
+            assert [hit.entry_id for hit in result.hits] == ["p-ortega"]
+            assert [r.describe().split(":")[0] for r in k.applied][-1] == "applied delta 1 -> 2"
+            assert len(k.sync.asked) == 1, "the broadcast delta needed no catch-up"
+
+
+@pytest.mark.asyncio
+async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(uplink_broker, tmp_path):
+    key_file = tmp_path / "wl.key.pem"
+    key_file.write_bytes(private_key_pem(KEY))
+    list_file = tmp_path / "list.jsonl"
+    identity = uplink_broker.identity("console")
+    db = str(tmp_path / "console.db")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = Path(sys.executable).parent / "borderlane-console"
+        return subprocess.run([str(command), *args], capture_output=True, text=True)
+
+    def publish(entries) -> subprocess.CompletedProcess[str]:
+        list_file.write_text(
+            "".join(json.dumps({"id": i, "kind": k, **e}) + "\n" for k, i, e in entries)
+        )
+        return cli(
+            "watchlist", "publish", "--db", db, "--signing-key", str(key_file),
+            "--key-id", KEY_ID, "--broker", f"{uplink_broker.host}:{uplink_broker.tls_port}",
+            "--cafile", str(uplink_broker.ca.cert_path), "--cert", str(identity.cert_path),
+            "--key", str(identity.key_path), "--node-id", NODE, str(list_file),
+        )  # fmt: skip
+
+    first = await asyncio.to_thread(publish, V1)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "version 1: 4 changes, with a snapshot (4 entries)"
+    async with console_side(uplink_broker, tmp_path), kiosk(uplink_broker, tmp_path) as k:
+        await until(lambda: k.sync.version == 1)  # the responder answers from the CLI's history
+        assert k.screen("p-ortega") == []
+
+        second = await asyncio.to_thread(publish, V2)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == "version 2: 1 changes in 1 delta chunks (5 entries)"
+        await until(lambda: k.sync.version == 2)
+        assert k.screen("p-ortega") == ["national-wanted"]
+        assert len(k.sync.asked) == 1, "version 2 came by broadcast"
+
+    status = await asyncio.to_thread(cli, "watchlist", "status", "--db", db)
+    assert json.loads(status.stdout)["manifest"]["version"] == 2
+    again = await asyncio.to_thread(publish, V2)
+    assert again.stdout.strip() == "unchanged: version 2 (5 entries)"
+    list_file.write_text('{"id": "x", "kind": "person"}\n')
+    bad = await asyncio.to_thread(
+        cli, "watchlist", "publish", "--db", db, "--signing-key", str(key_file),
+        "--key-id", KEY_ID, "--broker", "127.0.0.1:1", "--cafile", str(uplink_broker.ca.cert_path),
+        "--cert", str(identity.cert_path), "--key", str(identity.key_path), str(list_file),
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == f"Error: {list_file}:1: line/names: required field is missing"
+
+
+@pytest.mark.asyncio
+async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(uplink_broker, tmp_path):
+    async with console_side(uplink_broker, tmp_path) as console:
+        await console.publish(V1)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 1)
+        # Offline longer than the broker keeps the kiosk's session (its queued messages):
+        # two versions go by, broadcast to nobody.
+        async with uplink_broker.client("kiosk-a", identifier="kiosk-a", clean_start=True):
+            pass  # a clean start with no session expiry discards the kiosk's session
+        assert await console.publish(V2) == 2
+        assert await console.publish(V3) == 3
+        async with kiosk(uplink_broker, tmp_path) as k:
+            # Reconnect: the retained manifest says 3; the kiosk at 1 asks, gets both deltas.
+            await until(lambda: k.sync.version == 3)
+            assert k.sync.asked == [{"have_version": 1, "want": "auto", "reason": "startup"}]
+            assert [r.describe().split(":")[0] for r in k.applied] == [
+                "applied delta 1 -> 2",
+                "applied delta 2 -> 3",
+            ]
+            assert store_entries(k.store_path) == as_set(V3)
+            assert k.screen("p-novak") == ["national-wanted"] and k.screen("p-ortega") == []
+            assert k.sync.health()["age_s"] is not None
+
+
+@pytest.mark.asyncio
+async def test_forged_untrusted_and_misaddressed_chunks_change_nothing(uplink_broker, tmp_path):
+    async with console_side(uplink_broker, tmp_path) as console:
+        await console.publish(V1)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 1)
+            assert k.sync.component()["state"] == "ok"
+            changes = [{"op": "add", "kind": "person", "entry_id": "p-ortega",
+                        "entry": person("p-ortega")[2]}]  # fmt: skip
+            genuine = make_chunks("delta", changes, from_version=1, to_version=2, key_id=KEY_ID)
+
+            # Signed by the real key, but addressed to another kiosk.
+            await console.send_chunk(sign_chunks(genuine, KEY)[0], for_device="kiosk-b")
+            # Signed under a key the kiosk does not trust.
+            other = make_chunks("delta", changes, from_version=1, to_version=2, key_id="wl-evil")
+            await console.send_chunk(sign_chunks(other, generate_key())[0])
+            await until(lambda: "untrusted-key" in k.sync.component().get("detail", ""))
+            # Claiming the trusted key id, signed by another key.
+            await console.send_chunk(sign_chunks(genuine, generate_key())[0])
+            await until(lambda: "bad-signature" in k.sync.component().get("detail", ""))
+            # Genuine, then altered after signing.
+            altered = copy.deepcopy(sign_chunks(genuine, KEY)[0])
+            altered["changes"][0]["entry"]["action"] = "alert"
+            await console.send_chunk(altered)
+            await asyncio.sleep(0.2)
+
+            component = k.sync.component()
+            assert component["state"] == "degraded"
+            assert component["detail"].startswith("refused a watchlist chunk (bad-signature)")
+            assert k.sync.version == 1 and k.applied[-1].kind == "snapshot"
+            assert k.screen("p-ortega") == []
+            with WatchlistStore(k.store_path, readonly=True) as store:
+                assert store.version == 1
+            assert store_entries(k.store_path) == as_set(V1)
+            assert _staged(k) == [], "nothing refused was staged"
+
+            # The genuine delta still gets through, and the kiosk is healthy again.
+            await console.publish(V2)
+            await until(lambda: k.sync.version == 2)
+            assert k.sync.component()["state"] == "ok"
+
+
+def _staged(k: Kiosk) -> list[tuple]:
+    path = k.sync.staging_path
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT key, received, chunk_count FROM staged").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(uplink_broker, tmp_path):
+    async with console_side(uplink_broker, tmp_path) as console:
+        await console.publish(V1)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 1)
+            # Versions 2 and 3 are made, but only delta 2 -> 3 reaches the kiosk.
+            await console.history.call(console.publisher.prepare, V2)
+            await console.history.call(console.publisher.prepare, V3)
+            await send_steps(console.mqtt, console.history, NODE, [("delta", 3)])
+
+            await until(lambda: k.sync.version == 3)
+            assert k.sync.asked[-1] == {"have_version": 1, "want": "delta", "reason": "gap"}
+            assert store_entries(k.store_path) == as_set(V3)
+            assert _staged(k) == []
+
+
+@pytest.mark.asyncio
+async def test_a_multi_chunk_delta_is_staged_and_applied_only_when_complete(
+    uplink_broker, tmp_path
+):
+    async with console_side(uplink_broker, tmp_path, max_changes=2) as console:
+        await console.publish(V1)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 1)
+            bigger = [*V3, person("p-ortega"), person("p-ivanov"), person("p-okafor")]
+            await console.history.call(console.publisher.prepare, bigger)  # 5 changes
+            count = await console.history.call(console.history.chunk_count, ("delta", 2))
+            assert count == 3
+            chunks = [
+                await console.history.call(console.history.chunk, ("delta", 2), index)
+                for index in range(count)
+            ]
+
+            await console.send_chunk(chunks[2])  # any order
+            await console.send_chunk(chunks[0])
+            await console.send_chunk(chunks[0])  # a redelivery is harmless
+            await until(lambda: [row[1:] for row in _staged(k)] == [(2, 3)])
+            await asyncio.sleep(0.2)
+            assert k.sync.version == 1 and k.screen("p-novak") == []
+
+            await console.send_chunk(chunks[1])
+            await until(lambda: k.sync.version == 2)
+            assert store_entries(k.store_path) == as_set(bigger)
+            assert _staged(k) == [], "the staging is dropped once applied"
+
+
+@pytest.mark.asyncio
+async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path):
+    async with console_side(uplink_broker, tmp_path) as console:
+        await console.publish(V1)
+        await console.publish(V2)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 2)
+            asked = await k.sync.resync()
+            assert asked == {"have_version": 2, "want": "snapshot", "reason": "resync"}
+            # The latest snapshot is of version 1, older than the kiosk: one of 2 is made.
+            await until(lambda: k.applied[-1].kind == "snapshot")
+            assert k.applied[-1].to_version == 2
+            assert store_entries(k.store_path) == as_set(V2)
+            with WatchlistStore(k.store_path, readonly=True) as store:
+                assert store.status()["applied_from"] == "snapshot of version 2"
+
+
+@pytest.mark.asyncio
+async def test_health_reports_the_watchlist_as_the_contract_says(uplink_broker, tmp_path):
+    example = mqtt_schemas.examples("health")["valid"][0]["payload"]
+
+    def heartbeat(sync: WatchlistSync) -> dict[str, Any]:
+        payload = copy.deepcopy(example)
+        payload["watchlist"] = sync.health()
+        payload["components"]["watchlist"] = sync.component()
+        mqtt_schemas.validate("health", payload)
+        return payload
+
+    async with console_side(uplink_broker, tmp_path) as console:
+        sync = WatchlistSync(tmp_path / "alone" / "watchlist.db", TRUSTED, "kiosk-a")
+        async with sync:
+            never = heartbeat(sync)
+        assert never["watchlist"] == {"version": 0, "applied_at": None, "age_s": None}
+        assert never["components"]["watchlist"]["state"] == "starting"
+
+        await console.publish(V1)
+        async with kiosk(uplink_broker, tmp_path) as k:
+            await until(lambda: k.sync.version == 1)
+            current = heartbeat(k.sync)
+            assert current["watchlist"]["version"] == 1
+            assert current["watchlist"]["applied_at"].endswith("Z")
+            assert 0 <= current["watchlist"]["age_s"] < 5
+            assert current["components"]["watchlist"]["state"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Without a broker: the lane's connection and the staging bounds
+
+
+def test_the_lanes_connection_sees_list_names_right_after_a_snapshot_elsewhere(tmp_path):
+    path = tmp_path / "watchlist.db"
+    v1 = [person("p-garcia", "national-wanted"), person("p-haddad", "sanctions")]
+    v2 = [person("p-haddad", "sanctions")]  # the lists table is rebuilt: ids change
+
+    def snapshot(entries, version) -> None:
+        chunks = sign_chunks(
+            make_chunks("snapshot", snapshot_changes(entries), to_version=version, key_id=KEY_ID),
+            KEY,
+        )
+        with WatchlistStore(path) as writer:
+            apply_chunks(writer, chunks, TRUSTED)
+
+    snapshot(v1, 1)
+    with WatchlistStore(path, readonly=True) as lane_store:
+        lane = StoreScreener(lane_store)
+        assert [h.list for h in lane.screen(query("p-garcia"), 0.8).hits] == ["national-wanted"]
+        assert [h.list for h in lane.screen(query("p-haddad"), 0.8).hits] == ["sanctions"]
+        snapshot(v2, 2)
+        result = lane.screen(query("p-haddad"), 0.8)
+        assert (result.version, [h.list for h in result.hits]) == (2, ["sanctions"])
+        assert lane.screen(query("p-garcia"), 0.8).hits == ()
+
+
+def test_staging_drops_stale_partial_deltas_and_keeps_to_its_budget(tmp_path):
+    changes = [
+        {"op": "add", "kind": "document", "entry_id": f"d{n}", "entry": document(n)[2]}
+        for n in range(40)
+    ]
+
+    def chunks(source: int) -> list[dict]:
+        unsigned = make_chunks(
+            "delta", changes, from_version=source, to_version=source + 1, key_id=KEY_ID,
+            max_changes=10,
+        )  # fmt: skip
+        return sign_chunks(unsigned, KEY)
+
+    staging = ChunkStaging(tmp_path / "s.db", max_bytes=1 << 20, expiry_s=60)
+    try:
+        old = staging.add(chunks(1)[0], now=1000.0)
+        assert (old.received, old.chunk_count, old.complete) == (1, 4, False)
+        fresh = staging.add(chunks(2)[0], now=1070.0)  # the first stopped arriving 70 s ago
+        assert [s.key for s in staging.all()] == [fresh.key]
+
+        size = staging.bytes()
+        staging.max_bytes = size * 7 // 2  # room for three chunks, not four
+        for chunk in chunks(3)[:2]:
+            staging.add(chunk, now=1080.0)
+        staging.add(chunks(4)[0], now=1090.0)  # evicts the stalest partial delta (2 -> 3)
+        assert {s.describe() for s in staging.all()} == {"delta 3 -> 4", "delta 4 -> 5"}
+        assert staging.bytes() <= staging.max_bytes
+        staging.max_bytes = 10
+        with pytest.raises(StagingFull):
+            staging.add(chunks(4)[1], now=1100.0)
+    finally:
+        staging.close()
