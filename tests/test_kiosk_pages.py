@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from test_lane import ISSUER, PKI, TODAY, TRUST, WORKER, sample, td3
+from test_lane import ISSUER, JP2_FACE, PKI, TODAY, TRUST, WORKER, sample, td3
 
 from edge.devices.card_reader import CardReader, CardReaderConfig
 from edge.documents.mrz import parse as parse_mrz
@@ -41,6 +41,7 @@ from edge.lane import (
 from edge.screening.store import WatchlistStore
 from edge.sim.cbic_card import CbicCard
 from edge.sim.cbic_issue import SAMPLES_DIR, issue_card
+from edge.sim.emrtd_chip import passport_chip
 from edge.ui import KioskPages, KioskPagesError, OfficerDirectory, add_officer
 from edge.uplink.clock import StaticClock
 from edge.uplink.outbox import Outbox
@@ -116,7 +117,7 @@ class Kiosk:
                 "site": "bz-santa-elena",
                 "lane": "lane-1",
                 "direction": "entry",
-                "policy": {"show_s": 1.5, "chip_wait_s": 0.8},
+                "policy": {"show_s": 1.5, "chip_wait_s": 0.8, "no_chip": "restart"},
             }
         )
         self.lane = Lane(
@@ -195,13 +196,32 @@ def shows(text: str) -> Callable[[Any], bool]:
     return lambda page: screen_text(page) == text
 
 
+def replaced(element: Any) -> Callable[[Any], bool]:
+    """The page holding ``element`` gave way to the next one (a form's answer has loaded).
+
+    Selenium's ``staleness_of``, except that a question asked while Chromium swaps the two
+    documents may fail with an "unhandled inspector error": that means "not yet", not a failure.
+    """
+
+    def gone(_page: Any) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException:  # mid-navigation: ask again
+            return False
+        return False
+
+    return gone
+
+
 def log_in(page: Any, kiosk: Kiosk, officer_id: str = OFFICER, pin: str = PIN) -> None:
     page.get(kiosk.url + "/officer/login")
     page.find_element(By.ID, "officer_id").send_keys(officer_id)
     page.find_element(By.ID, "pin").send_keys(pin)
     form = page.find_element(By.ID, "login")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait_until(page, staleness_of(form))  # the answer page has loaded
+    wait_until(page, replaced(form))  # the answer page has loaded
 
 
 def decide(page: Any, decision: str, reason: str) -> None:
@@ -210,7 +230,7 @@ def decide(page: Any, decision: str, reason: str) -> None:
     page.find_element(By.ID, f"decision-{decision}").click()
     page.find_element(By.ID, "reason").send_keys(reason)
     page.find_element(By.ID, "submit-decision").click()
-    wait_until(page, staleness_of(form))
+    wait_until(page, replaced(form))
 
 
 def queue_ids(page: Any) -> list[str]:
@@ -407,6 +427,37 @@ def test_the_review_shows_the_document_photo_when_there_is_one(page, kiosk) -> N
     wait_until(page, lambda p: p.execute_script("return arguments[0].naturalWidth", photo) > 0)
     assert "No watchlist hit" in page.find_element(By.ID, "hits").text
     assert "Document expired" in page.find_element(By.ID, "reasons").text
+
+
+def test_the_chip_s_face_is_on_the_review_until_the_decision_or_says_why_not(
+    page, kiosk, card_slot
+) -> None:
+    """From the lane, through pcscd: an expired passport is referred, and its DG2 face (the
+    specimen JPEG) is what the officer sees; a JPEG 2000 face is named, not shown broken."""
+    expired = td3(expiry="250101")
+    kiosk.submit(MrzScanned(parse_mrz(expired)))
+    kiosk.tap(card_slot, passport_chip(expired, pki=PKI))
+    log_in(page, kiosk)
+    wait_until(page, lambda p: len(queue_ids(p)) == 1)
+    (crossing_id,) = queue_ids(page)
+    page.get(f"{kiosk.url}/officer/review/{crossing_id}")
+    photo = page.find_element(By.ID, "photo")
+    wait_until(page, lambda p: p.execute_script("return arguments[0].naturalWidth", photo) > 0)
+    assert page.execute_script("return arguments[0].naturalHeight", photo) > 0
+
+    decide(page, "accept", "Renewal under way; identity confirmed.")
+    photo_url = f"{kiosk.url}/officer/review/{crossing_id}/photo"
+    page.get(photo_url)  # cleared with the rest of the personal data
+    assert "no photo for this traveller" in page.find_element(By.TAG_NAME, "body").text
+
+    other = td3(number="X4471025", expiry="250101")
+    kiosk.submit(MrzScanned(parse_mrz(other)))
+    kiosk.tap(card_slot, passport_chip(other, pki=PKI, face=JP2_FACE))
+    page.get(f"{kiosk.url}/officer")
+    wait_until(page, lambda p: len(queue_ids(p)) == 1 and queue_ids(p)[0] != crossing_id)
+    page.get(f"{kiosk.url}/officer/review/{queue_ids(page)[0]}")
+    assert page.find_elements(By.ID, "photo") == []
+    assert "not shown (jpeg2000)" in page.find_element(By.ID, "document").text
 
 
 # -- the officer screen is protected ---------------------------------------------------------

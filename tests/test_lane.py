@@ -7,7 +7,9 @@ and a real outbox file; the end-to-end run through pcscd is in test_lane_pcsc.py
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from datetime import date
@@ -16,6 +18,9 @@ import pytest
 
 from edge.devices.card_errors import CardRemovedError
 from edge.documents.apdu import CommandApdu, ResponseApdu
+from edge.documents.card import CardDocument
+from edge.documents.cbic import read_cbic
+from edge.documents.emrtd.lds import Dg2, FaceImage, LdsFile
 from edge.documents.mrz import check_digit
 from edge.documents.mrz import parse as parse_mrz
 from edge.lane import (
@@ -30,13 +35,15 @@ from edge.lane import (
     ScreeningResult,
     ScreeningUnavailable,
 )
+from edge.lane.record import MAX_PHOTO_BYTES, document_photo, photo_entry
+from edge.lane.reviews import AlreadyDecided
 from edge.sim.cbic_card import CbicCard
 from edge.sim.cbic_issue import SAMPLES_DIR, create_issuer, issue_card, trust_list_for
-from edge.sim.emrtd_chip import PassportPki, passport_chip
+from edge.sim.emrtd_chip import EmrtdChip, PassportPki, issue_passport_image, passport_chip
 from edge.uplink.clock import StaticClock
 from edge.uplink.errors import OutboxFull
 from edge.uplink.outbox import Outbox
-from mqtt_schemas import validate
+from mqtt_schemas import PayloadError, validate
 
 TODAY = date(2026, 11, 24)
 SITE = "bz-santa-elena"
@@ -326,8 +333,28 @@ def run_lane(lane, *inputs, until):
     asyncio.run(main())
 
 
-def test_an_mrz_then_no_chip_times_out_to_idle(outbox) -> None:
-    lane, seen = make_lane(outbox)
+def test_a_passport_without_chip_is_decided_on_its_mrz_and_referred(outbox) -> None:
+    """Only the chip proves a passport genuine: without it the traveller still gets screened,
+    and goes to an officer."""
+    lane, seen = make_lane(outbox, FakeScreener([hit("deny")]))
+    run_lane(
+        lane,
+        MrzScanned(parse_mrz(PASSPORT_MRZ)),
+        until=lambda: lane.state is LaneState.SHOW,
+    )
+    (crossing,) = records(outbox, "crossing")
+    assert crossing["decision"]["outcome"] == "refer"
+    assert crossing["decision"]["reasons"][0] == "chip-auth-failed"
+    assert "watchlist-deny" in crossing["decision"]["reasons"]  # screened all the same
+    chip = next(c for c in crossing["checks"] if c["name"] == "chip-read")
+    assert chip["result"] == "fail"
+    assert crossing["latency_ms"] < 1000  # from the decision's start, not the chip wait
+    assert seen[-1].message.key == "lane.wait_officer"
+    assert lane.reviews.pending()[0].crossing_id == crossing["id"]
+
+
+def test_with_no_chip_restart_an_mrz_then_no_chip_times_out_to_idle(outbox) -> None:
+    lane, seen = make_lane(outbox, no_chip="restart")
     run_lane(
         lane,
         MrzScanned(parse_mrz(PASSPORT_MRZ)),
@@ -458,3 +485,192 @@ def test_config_errors_name_the_key(values, path) -> None:
     with pytest.raises(LaneConfigError) as caught:
         LaneConfig.from_dict(values)
     assert caught.value.path == path
+
+
+# -- officer decisions are final ------------------------------------------------------------
+
+
+def test_a_decided_traveller_takes_no_second_decision_but_an_escalated_one_does(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    tap(lane, CbicCard.from_image(WORKER))
+    crossing_id = shown(seen).crossing_id
+
+    def decide(decision: str, officer: str = "BDF-2231") -> str:
+        return lane.officer_decide(
+            crossing_id, officer_id=officer, decision=decision, reason=f"{decision} it."
+        )
+
+    with pytest.raises(PayloadError):  # not a decision: nothing recorded, the item stays open
+        decide("maybe")
+    assert lane.reviews.get(crossing_id).status == "open"
+    decide("escalate")
+    decide("escalate", "BDF-0001")  # a supervisor may pass it on again
+    assert lane.reviews.get(crossing_id).status == "escalated"
+    decide("deny", "BDF-0001")
+
+    # Another officer, whose page still showed the traveller as open, decides too: refused.
+    with pytest.raises(AlreadyDecided) as refused:
+        decide("accept")
+    assert refused.value.status == "denied"
+    assert str(refused.value) == f"crossing {crossing_id} was already decided (denied)"
+    assert isinstance(refused.value, KeyError)  # the pages' "no longer in the queue" handler
+    item = lane.reviews.get(crossing_id)
+    assert item.status == "denied"
+    assert [d["decision"] for d in item.decisions] == ["escalate", "escalate", "deny"]
+    sent = records(outbox, "officer-decision")
+    assert [(d["decision"], d["officer_id"]) for d in sent] == [
+        ("escalate", "BDF-2231"),
+        ("escalate", "BDF-0001"),
+        ("deny", "BDF-0001"),
+    ]
+
+
+# -- the document's photo, for the officer only ----------------------------------------------
+
+FACE = (SAMPLES_DIR / "specimen-face.jpg").read_bytes()
+FACE_BASE64 = base64.b64encode(FACE).decode()
+#: A JPEG 2000 file's start (signature box, file type box "jp2 "), as many passports carry.
+JP2_FACE = bytes.fromhex(
+    "0000000C6A5020200D0A870A00000014667479706A703220000000006A703220"
+) + bytes(400)
+
+
+def refer_passport(lane, seen, chip, mrz: str = PASSPORT_MRZ):
+    run_lane(
+        lane,
+        MrzScanned(parse_mrz(mrz)),
+        card_source(chip),
+        until=lambda: any(e.state is LaneState.SHOW for e in seen),
+    )
+    event = shown(seen)
+    assert event.outcome == "refer"
+    return event
+
+
+def test_a_referred_passport_holder_s_face_reaches_the_officer_and_no_record(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event = refer_passport(lane, seen, passport_chip(PASSPORT_MRZ, pki=PKI, face=FACE))
+
+    photo = lane.reviews.get(event.crossing_id).personal["photo"]
+    assert photo == {"media_type": "image/jpeg", "data": FACE_BASE64}
+    assert base64.b64decode(photo["data"]) == FACE  # exactly DG2's image
+    assert event.review.personal["photo"] == photo
+
+    # The crossing and the screening hit go to the console: valid, and without the photo.
+    sent = records(outbox)
+    assert {r["schema"].split("@")[0] for r in sent} == {"crossing", "screening-hit"}
+    for record in sent:
+        validate(record["schema"].split("@")[0], record)
+        assert FACE_BASE64[:64] not in json.dumps(record)
+        assert "photo" not in json.dumps(record)
+
+
+def test_a_passing_traveller_leaves_no_photo_anywhere(outbox) -> None:
+    lane, seen = make_lane(outbox)
+    run_lane(
+        lane,
+        MrzScanned(parse_mrz(PASSPORT_MRZ)),
+        card_source(passport_chip(PASSPORT_MRZ, pki=PKI, face=FACE)),
+        until=lambda: any(e.state is LaneState.SHOW for e in seen),
+    )
+    assert shown(seen).outcome == "pass" and shown(seen).review is None
+    assert FACE_BASE64[:64] not in json.dumps(records(outbox))
+    assert outbox.query("SELECT count(*) FROM lane_reviews") == [(0,)]
+
+
+def test_a_jpeg2000_face_is_not_stored_and_says_why(outbox) -> None:
+    """The kiosk's browser cannot show JPEG 2000: the officer page says so instead."""
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event = refer_passport(lane, seen, passport_chip(PASSPORT_MRZ, pki=PKI, face=JP2_FACE))
+    personal = lane.reviews.get(event.crossing_id).personal
+    assert "photo" not in personal
+    assert personal["photo_unavailable"] == "jpeg2000"
+
+
+def test_a_face_that_is_not_the_issuer_s_is_not_shown(outbox) -> None:
+    """DG2 swapped after issuance (its hash no longer matches the SOD): the officer must not
+    compare the traveller with a picture the issuer never signed."""
+    issued = issue_passport_image(PASSPORT_MRZ, pki=PKI, face=FACE)
+    other = FACE[:-2] + b"\x00\xff\xd9"  # another picture, same size, still a JPEG
+    files = dict(issued.files) | {LdsFile.DG2: Dg2((FaceImage(other, 300, 400),)).encode()}
+    chip = EmrtdChip.from_image(dataclasses.replace(issued, files=files))
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event = refer_passport(lane, seen, chip)
+    (crossing,) = records(outbox, "crossing")
+    dg2_hash = next(c for c in crossing["checks"] if c["name"] == "dg2_hash")
+    assert dg2_hash["result"] == "fail"
+    personal = lane.reviews.get(event.crossing_id).personal
+    assert "photo" not in personal and personal["photo_unavailable"] == "unverified"
+
+
+def test_the_photo_is_cleared_with_the_rest_on_a_final_decision(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event = refer_passport(lane, seen, passport_chip(PASSPORT_MRZ, pki=PKI, face=FACE))
+    lane.officer_decide(
+        event.crossing_id, officer_id="BDF-2231", decision="escalate", reason="Look closer."
+    )
+    assert lane.reviews.get(event.crossing_id).personal["photo"]["data"] == FACE_BASE64
+    lane.officer_decide(event.crossing_id, officer_id="BDF-2231", decision="deny", reason="No.")
+    assert lane.reviews.get(event.crossing_id).personal is None
+    stored = outbox.query("SELECT * FROM lane_reviews")
+    assert FACE_BASE64[:64] not in json.dumps(stored)
+
+
+def test_the_photo_is_cleared_with_the_rest_after_the_retention(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]), review_retention_s=60)
+    event = refer_passport(lane, seen, passport_chip(PASSPORT_MRZ, pki=PKI, face=FACE))
+    lane.reviews.purge(now_ms=event.review.created_ms + 59_000)
+    assert lane.reviews.get(event.crossing_id).personal["photo"]["data"] == FACE_BASE64
+    lane.reviews.purge(now_ms=event.review.created_ms + 61_000)
+    assert lane.reviews.get(event.crossing_id).personal is None
+    assert FACE_BASE64[:64] not in json.dumps(outbox.query("SELECT * FROM lane_reviews"))
+
+
+def cbic_read_with_portrait(card: CbicCard) -> CardDocument:
+    """A CBIC read and verified with its EF.PORTRAIT (``read_cbic(read_portrait=True)``)."""
+    reading = read_cbic(
+        lambda command: ResponseApdu.parse(card.transmit(command.to_bytes())),
+        trust=TRUST,
+        today=TODAY,
+        site=SITE,
+        read_portrait=True,
+    )
+    assert reading.holder is not None
+    return CardDocument(
+        kind="cbic",
+        document=reading.holder.document_summary(),
+        holder={},
+        checks=reading.checks,
+        cbic=reading,
+    )
+
+
+def test_a_cbic_portrait_that_was_read_becomes_the_photo(outbox) -> None:
+    with_portrait = issue_card(sample("resident-worker"), ISSUER, portrait=FACE)
+    document = cbic_read_with_portrait(CbicCard.from_image(with_portrait))
+    assert document_photo(document) == {"photo": {"media_type": "image/jpeg", "data": FACE_BASE64}}
+    # A portrait from another card (its hash is not in this card's signed data): not shown.
+    swapped = dataclasses.replace(
+        with_portrait,
+        portrait_data=issue_card(
+            sample("resident-worker"), ISSUER, portrait=FACE + b"\x00"
+        ).portrait_data,
+    )
+    assert document_photo(cbic_read_with_portrait(CbicCard.from_image(swapped))) == {
+        "photo_unavailable": "unverified"
+    }
+    # No portrait on the card (or not read): no photo, and nothing to explain.
+    assert document_photo(cbic_read_with_portrait(CbicCard.from_image(WORKER))) == {}
+
+
+def test_only_jpeg_and_png_up_to_the_size_bound_are_kept() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    assert photo_entry(png)["photo"]["media_type"] == "image/png"
+    assert photo_entry(FACE)["photo"]["media_type"] == "image/jpeg"
+    assert photo_entry(JP2_FACE) == {"photo_unavailable": "jpeg2000"}
+    assert photo_entry(b"GIF89a" + bytes(100)) == {"photo_unavailable": "unsupported-format"}
+    # Bytes after a JPEG's end are still a JPEG, and count towards its size.
+    at_bound = FACE + bytes(MAX_PHOTO_BYTES - len(FACE))
+    assert base64.b64decode(photo_entry(at_bound)["photo"]["data"]) == at_bound
+    assert photo_entry(at_bound + b"\x00") == {"photo_unavailable": "too-large"}
+    assert MAX_PHOTO_BYTES == 256 * 1024

@@ -16,6 +16,7 @@ so a misspelt setting stops the kiosk at start-up instead of being silently igno
     may_skip = ["ds_certificate_revocation"]   # checks allowed to be skipped (not failed)
     alert_refers = true        # a hit on an "alert" entry refers (discreetly) or lets pass
     review_retention_s = 86400 # undecided review items keep personal data at most this long
+    no_chip = "refer"          # a passport whose chip never comes: decide on the MRZ (refer)
 """
 
 from __future__ import annotations
@@ -73,12 +74,19 @@ class LanePolicy:
     reading of ``alert``)."""
     review_retention_s: float = 86400.0
     """An undecided review item keeps the traveller's personal data at most this long."""
+    no_chip: Literal["refer", "restart"] = "refer"
+    """A passport whose chip is not presented within ``chip_wait_s`` after its MRZ: ``refer``
+    decides on the MRZ (screened like anyone; referred, since only the chip proves the
+    document genuine); ``restart`` returns to idle and records nothing (lanes that send chipless
+    passports to a manned booth before the kiosk)."""
 
     def __post_init__(self) -> None:
         _number("policy.hit_threshold", self.hit_threshold, 0.0, 1.0)
         _number("policy.chip_wait_s", self.chip_wait_s, 0.0, 600.0)
         _number("policy.show_s", self.show_s, 0.0, 600.0)
         _number("policy.review_retention_s", self.review_retention_s, 0.0, 90 * 86400.0)
+        if self.no_chip not in ("refer", "restart"):
+            raise LaneConfigError("policy.no_chip", f"refer or restart, got {self.no_chip!r}")
         if not isinstance(self.alert_refers, bool):
             raise LaneConfigError("policy.alert_refers", "true or false")
         skips = self.may_skip

@@ -5,11 +5,13 @@ States and transitions (every transition is a :class:`LaneEvent` to the kiosk pa
     IDLE ──card──────────────▶ DOCUMENT (reading the card: CBIC, or a chip after an MRZ)
     IDLE ──MRZ───────────────▶ DOCUMENT (waiting up to chip_wait_s for the passport's chip)
     DOCUMENT ──read──────────▶ VERIFY ─▶ SCREEN ─▶ DECIDE ─▶ RECORD ─▶ SHOW ──show_s──▶ IDLE
-    DOCUMENT ──card pulled / unreadable / chip wait over──────────────────────────────▶ IDLE
+    DOCUMENT ──chip wait over (policy no_chip = refer)─▶ VERIFY ... (decided on the MRZ)
+    DOCUMENT ──card pulled / unreadable / chip wait over (no_chip = restart)──────────▶ IDLE
     SHOW ──next card or MRZ──▶ DOCUMENT
 
 Recording is one outbox transaction: the lane state, the crossing record, the hit record (when
-there are hits) and the review item (when referred) commit together, fsynced, *before* the
+there are hits) and the review item (when referred, with the document's face image for the
+officer: :func:`~.record.document_photo`; in no record) commit together, fsynced, *before* the
 traveller's result is shown. A refused record (:class:`OutboxFull`) or any failure in that
 transaction leaves nothing and refers the traveller ("processed by an officer"); a card pulled,
 an unreadable card or a traveller who walks away leaves nothing either.
@@ -43,6 +45,7 @@ from .record import (
     Traveller,
     crossing_payload,
     decision_payload,
+    document_photo,
     hit_payload,
     identity_from_mrz,
     summary_from_mrz,
@@ -138,6 +141,8 @@ class _Pending:
     tap: float = 0.0
     card_io: float = 0.0
     checks: list[Check] = field(default_factory=list)
+    card: CardDocument | None = None
+    """The document read from the card, for its face image if the traveller is referred."""
 
 
 class Lane:
@@ -215,7 +220,7 @@ class Lane:
             try:
                 event = await asyncio.wait_for(self._inbox.get(), timeout)
             except TimeoutError:
-                self._expired()
+                await self._expired()
                 continue
             await self.handle(event)
 
@@ -243,10 +248,21 @@ class Lane:
         async for event in mrz_reader:
             self.submit(MrzScanned(event.document, event.error))
 
-    def _expired(self) -> None:
+    async def _expired(self) -> None:
         self._deadline = None
         if self.state is LaneState.DOCUMENT:  # the MRZ was read, its chip never came
-            self._idle(message("lane.timeout"))
+            mrz = self._pending.mrz
+            if mrz is None or self.policy.no_chip == "restart":
+                self._idle(message("lane.timeout"))
+                return
+            summary = summary_from_mrz(mrz)
+            self._pending = _Pending(mrz=mrz, tap=self.monotonic())  # latency: not the wait
+            self._pending.checks = [
+                _mrz_check(mrz),
+                Check("chip-read", CheckResult.FAIL, "no chip presented"),
+                _expiry_check(summary["expiry_date"], self.today()),
+            ]
+            await self._conclude(Traveller(summary["kind"], summary, identity_from_mrz(mrz)))
         elif self.state is LaneState.SHOW:
             self._idle(message("lane.welcome"))
 
@@ -321,6 +337,7 @@ class Lane:
             checks = [_mrz_check(mrz), Check("chip-read", CheckResult.PASS), *checks]
             checks.append(_expiry_check(document.document.get("expiry_date"), self.today()))
         self._pending.checks = checks
+        self._pending.card = document
         await self._conclude(Traveller(document.kind, document.document, _identity(document)))
 
     async def _read(self, event: CardPresented, mrz: MrzDocument | None) -> CardDocument:
@@ -422,6 +439,7 @@ class Lane:
             )
         review = None
         if verdict.outcome == "refer":
+            card = self._pending.card
             review = ReviewItem(
                 crossing_id=crossing_id,
                 created_ms=int(time.time() * 1000),
@@ -432,6 +450,8 @@ class Lane:
                 personal={
                     "traveller": traveller.to_hit_traveller(),
                     "hits": hits["hits"] if hits is not None else [],
+                    # the face image, for the officer at the lane only: in no record
+                    **(document_photo(card) if card is not None else {}),
                 },
                 status="open",
             )
@@ -458,8 +478,11 @@ class Lane:
         """Record an officer's decision (accept, deny, escalate) on a referred traveller.
 
         One transaction: the ``officer-decision`` record (channel ``decisions``) and the review
-        item's update (personal data cleared on accept or deny). Returns the record id. Raises
-        KeyError for a crossing not in the review queue, PayloadError for an invalid decision.
+        item's update (personal data, photo included, cleared on accept or deny). Returns the
+        record id. Raises PayloadError for an invalid decision,
+        :class:`~.reviews.AlreadyDecided` (a KeyError) when the traveller was already accepted or
+        denied, KeyError for a crossing not in the review queue; nothing is recorded then.
+        Escalated items take a later decision.
         """
         decided_at = format_time(self.outbox.clock.read().time)
         body = decision_payload(
@@ -472,8 +495,8 @@ class Lane:
         )
         record_id = self.outbox.new_id()
         with self.outbox.transaction() as tx:
+            tx.enqueue("decisions", body, id=record_id)  # validates it first: PayloadError
             ReviewQueue.record_decision(tx, crossing_id, body, record_id)
-            tx.enqueue("decisions", body, id=record_id)
         return record_id
 
 

@@ -3,26 +3,38 @@
 Pure: payloads without their envelope (the outbox stamps ``schema``, ``id``, ``seq``, ``time``).
 The crossing carries no names (the contract's rule); the hit payload carries the traveller's
 identity for the reviewers; the decision names the crossing and, when there is one, the hit.
+
+The document's face image goes nowhere but the kiosk's own review item (:func:`document_photo`):
+the contract keeps photos out of every record (``crossing`` and ``screening-hit`` both say "no
+photo"), so the officer at the lane sees it and the console never does.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge.documents.card import CardDocument
+from edge.documents.cbic import CHECK_PORTRAIT_HASH
 from edge.documents.checks import Check
+from edge.documents.emrtd.lds import Dg2, ImageFormat, LdsError, LdsFile, image_format
+from edge.documents.emrtd.passive_auth import dg_hash_check_name
 from edge.documents.mrz import MrzDocument
 
 from .policy import Verdict
 from .screening import ScreeningHit, ScreeningQuery, ScreeningResult
 
 __all__ = [
+    "MAX_PHOTO_BYTES",
     "Traveller",
     "crossing_payload",
     "decision_payload",
+    "document_photo",
     "hit_payload",
     "hits_json",
+    "photo_entry",
     "summary_from_mrz",
 ]
 
@@ -75,6 +87,72 @@ def identity_from_mrz(mrz: MrzDocument) -> ScreeningQuery:
         document_number=mrz.document_number or None,
         issuing_state=mrz.issuing_state or None,
     )
+
+
+#: The largest face image kept in a review item. A DG2 face is typically 15-30 KB (JPEG) and a
+#: CBIC portrait at most 32 KB; anything far beyond is not a portrait the officer needs, and the
+#: review queue lives in the outbox's database, where every byte counts against its budget.
+MAX_PHOTO_BYTES = 256 * 1024
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def photo_entry(image: bytes) -> dict[str, Any]:
+    """What a review item keeps of a face image: ``{"photo": {"media_type", "data"}}`` (base64)
+    when the kiosk's browser can show it, else ``{"photo_unavailable": why}`` so the officer's
+    page can say why there is none.
+
+    The format is judged from the image's first bytes, not from what the document declares: the
+    officer page serves it with that media type, and a JPEG 2000 labelled ``image/jpeg`` would
+    show as a broken image. Chromium shows JPEG and PNG but not JPEG 2000 (``"jpeg2000"``);
+    anything else is ``"unsupported-format"``; an image over :data:`MAX_PHOTO_BYTES` is
+    ``"too-large"``.
+    """
+    image = bytes(image)
+    if image.startswith(_PNG_MAGIC):
+        media_type = "image/png"
+    else:
+        kind = image_format(image)
+        if kind is ImageFormat.JPEG2000:
+            return {"photo_unavailable": "jpeg2000"}
+        if kind is not ImageFormat.JPEG:
+            return {"photo_unavailable": "unsupported-format"}
+        media_type = "image/jpeg"
+    if len(image) > MAX_PHOTO_BYTES:
+        return {"photo_unavailable": "too-large"}
+    return {"photo": {"media_type": media_type, "data": base64.b64encode(image).decode("ascii")}}
+
+
+def document_photo(document: CardDocument) -> dict[str, Any]:
+    """The review item's photo entry for a document read from a card (:func:`photo_entry`), or
+    ``{}`` when the document carries no face image (or it was not read).
+
+    CBIC: the portrait from EF.PORTRAIT, when the reader read it. ePassport: DG2's face image.
+    A face that does not match the document's signed data (the CBIC's ``portrait_hash``, the
+    SOD's ``dg2_hash``) is not shown (``"unverified"``): the officer compares the traveller with
+    this picture, so it must be the issuer's, not one swapped in on the card.
+    """
+    image: bytes | None = None
+    hash_check = ""
+    if document.cbic is not None:
+        portrait = document.cbic.verification.portrait
+        if portrait is None:
+            return {}
+        image, hash_check = portrait.image, CHECK_PORTRAIT_HASH
+    elif document.emrtd is not None:
+        data = document.emrtd.files.get(LdsFile.DG2)
+        if data is None:
+            return {}
+        try:
+            image = Dg2.parse(data).face.image
+        except LdsError:
+            return {"photo_unavailable": "unreadable"}
+        hash_check = dg_hash_check_name(2)
+    if image is None:
+        return {}
+    if not any(c.name == hash_check and c.passed for c in document.checks):
+        return {"photo_unavailable": "unverified"}
+    return photo_entry(image)
 
 
 def hits_json(hits: Sequence[ScreeningHit], hit_ids: Sequence[str]) -> list[dict[str, Any]]:

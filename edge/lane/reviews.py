@@ -9,7 +9,8 @@ Retention of personal data (review items hold the traveller's identity and the h
 - an undecided (or escalated) item keeps it while officers need it, at most
   ``review_retention_s`` (policy, default 24 h); :meth:`ReviewQueue.purge` then clears it;
 - a final decision (accept or deny) clears it **in the decision's own transaction**: what is
-  left is the crossing id, the reasons and the decision, no identity;
+  left is the crossing id, the reasons and the decision, no identity (nor the document's
+  photo, which is part of it);
 - that remainder is deleted by :meth:`ReviewQueue.purge` once the decision record has left the
   outbox (the console acked it and the uplink purged it).
 
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LANE_SCHEMA", "ReviewItem", "ReviewQueue"]
+__all__ = ["LANE_SCHEMA", "AlreadyDecided", "ReviewItem", "ReviewQueue"]
 
 LANE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS lane_state (
@@ -51,6 +52,25 @@ CREATE TABLE IF NOT EXISTS lane_reviews (
 """
 
 _FINAL = {"accept": "accepted", "deny": "denied", "escalate": "escalated"}
+_DECIDED = ("accepted", "denied")
+
+
+class AlreadyDecided(KeyError):
+    """An officer decided on a traveller someone already accepted or denied.
+
+    Two officers can open the same review; the second one's decision must not silently replace
+    the first (the first one's record is already on its way to the console). A ``KeyError``
+    ("not in the queue of open items"), so callers that handle a vanished item handle this one
+    too; ``status`` says what the first decision was.
+    """
+
+    def __init__(self, crossing_id: str, status: str) -> None:
+        super().__init__(crossing_id)
+        self.crossing_id = crossing_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"crossing {self.crossing_id} was already decided ({self.status})"
 
 
 @dataclass(frozen=True)
@@ -146,14 +166,22 @@ class ReviewQueue:
     def record_decision(
         tx: Any, crossing_id: str, decision: Mapping[str, Any], record_id: str
     ) -> None:
+        """Add an officer's decision to the item, inside the caller's transaction.
+
+        Open or escalated items take any decision (escalate, then accept or deny later); an
+        accepted or denied item takes none: :class:`AlreadyDecided`. ``KeyError`` when the
+        crossing is not in the queue at all (never referred, or purged).
+        """
         row = tx.execute(
-            "SELECT decisions FROM lane_reviews WHERE crossing_id = ?", (crossing_id,)
+            "SELECT status, decisions FROM lane_reviews WHERE crossing_id = ?", (crossing_id,)
         ).fetchone()
         if row is None:
             raise KeyError(f"no review item for crossing {crossing_id}")
-        decisions = [*json.loads(row[0]), {**decision, "record_id": record_id}]
+        if row[0] in _DECIDED:
+            raise AlreadyDecided(crossing_id, row[0])
+        decisions = [*json.loads(row[1]), {**decision, "record_id": record_id}]
         status = _FINAL[decision["decision"]]
-        clear = status in ("accepted", "denied")
+        clear = status in _DECIDED
         tx.execute(
             "UPDATE lane_reviews SET status = ?, decisions = ?, last_decision_id = ?"
             + (", personal = NULL" if clear else "")

@@ -41,6 +41,7 @@ import jinja2
 from aiohttp import web
 
 from edge.lane import Lane, LaneEvent
+from edge.lane.reviews import AlreadyDecided
 from edge.uplink.errors import OutboxFull
 from mqtt_schemas import PayloadError
 
@@ -493,6 +494,8 @@ class KioskPages:
                 reason=reason,
                 hit_id=hits[0].get("hit_id") if hits else None,
             )
+        except AlreadyDecided as exc:  # another officer decided meanwhile
+            return refused(f"This traveller was already decided ({exc.status}).", 409)
         except KeyError:
             return refused("This traveller is no longer in the queue.", 409)
         except OutboxFull:

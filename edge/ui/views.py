@@ -172,7 +172,12 @@ def review_view(item: ReviewItem, entries: EntryLookup | None = None) -> dict[st
         "status": item.status,
         "reasons": [REASON_LABELS.get(r, r) for r in item.reasons],
         "document": dict(item.document),
-        "traveller": dict(personal.get("traveller") or {}),
+        "traveller": dict(personal.get("traveller") or {})
+        | (
+            {"photo": f"not shown ({personal['photo_unavailable']})"}
+            if personal.get("photo_unavailable")
+            else {}
+        ),
         "has_photo": bool(personal.get("photo")),
         "hits": hits,
         "decisions": [dict(d) for d in item.decisions],
