@@ -5,10 +5,7 @@ A thin layer over the console's Python API and the shared wire contract.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -17,14 +14,13 @@ from typing import TextIO
 import click
 
 import mqtt_schemas
-from mqtt_schemas import PayloadError, TopicError, topics
+from mqtt_schemas import PayloadError, topics
 
 from . import connection, export, ingest
+from .cli_options import broker_options, configure_logging, one_line_errors, run_until_stopped
 from .commands_cli import command
 from .store import StoreError, connect_readonly
 from .watchlist_cli import watchlist as watchlist_group
-
-_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,17 +104,13 @@ def contract_validate(name: str, files: tuple[TextIO, ...]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Console database (SQLite); created if missing.",
 )
-@click.option("--broker", "address", required=True, metavar="HOST:PORT", help="TLS listener.")
-@click.option("--cafile", required=True, type=_EXISTING, help="CA certificate (PEM).")
-@click.option("--cert", required=True, type=_EXISTING, help="Console client certificate.")
-@click.option("--key", required=True, type=_EXISTING, help="Its private key.")
+@broker_options(node_id_use="stamped on acks")
 @click.option(
     "--group",
     default=ingest.DEFAULT_GROUP,
     show_default=True,
     help="Shared-subscription group; workers of one group share the load.",
 )
-@click.option("--node-id", help="Node id stamped on acks (default: the certificate's CN).")
 @click.option(
     "--client-id",
     help="MQTT client id, fixed so the session survives restarts; one per worker "
@@ -132,14 +124,12 @@ def contract_validate(name: str, files: tuple[TextIO, ...]) -> None:
     help="Seconds the broker keeps queuing for this worker while it is away.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
+@one_line_errors(ingest.IngestError, StoreError)
 def ingest_command(
     db_path: Path,
-    address: str,
-    cafile: Path,
-    cert: Path,
-    key: Path,
+    endpoint: connection.Endpoint,
+    node_id: str,
     group: str,
-    node_id: str | None,
     client_id: str | None,
     session_expiry: int,
     verbose: bool,
@@ -158,40 +148,16 @@ def ingest_command(
       borderlane-console ingest --db console.db --broker 10.0.0.5:8883 --group ingest \\
           --client-id console-ingest-2 --cafile ca.crt --cert console.crt --key console.key
     """
-    try:
-        host, port = connection.parse_address(address)
-        node = node_id or connection.common_name(cert)
-        topics.check_device_id(node)
-    except (ValueError, TopicError) as exc:
-        raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("mqtt").setLevel(logging.WARNING)
+    configure_logging(verbose)
     config = ingest.IngestConfig(
         db_path=db_path,
-        endpoint=connection.Endpoint(host, port, cafile, cert, key),
-        node_id=node,
+        endpoint=endpoint,
+        node_id=node_id,
         group=group,
         client_id=client_id,
         session_expiry=session_expiry,
     )
-    try:
-        asyncio.run(_run_ingest(config))
-    except (ingest.IngestError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"console database {db_path}: {exc}") from None
-
-
-async def _run_ingest(config: ingest.IngestConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await ingest.IngestWorker(config).run(stop)
+    run_until_stopped(ingest.IngestWorker(config).run)
 
 
 @cli.group("export")

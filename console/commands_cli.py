@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,8 +16,8 @@ import click
 from mqtt_schemas import PayloadError, TopicError, topics
 
 from . import commands, connection
+from .cli_options import broker_options, one_line_errors
 
-_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
@@ -99,24 +98,16 @@ def command() -> None:
     show_default=True,
     help="How long to wait for the answer.",
 )
-@click.option("--broker", "address", required=True, metavar="HOST:PORT", help="TLS listener.")
-@click.option("--cafile", required=True, type=_EXISTING, help="CA certificate (PEM).")
-@click.option("--cert", required=True, type=_EXISTING, help="Console client certificate.")
-@click.option("--key", required=True, type=_EXISTING, help="Its private key.")
-@click.option(
-    "--node-id", help="Node id stamped on the command (default: the certificate's CN-commands)."
-)
+@broker_options(node_id_use="stamped on the command", node_id_suffix="-commands")
+@one_line_errors(commands.CommandsError)
 def send(
     name: str,
     device_id: str,
     arg_pairs: tuple[str, ...],
     expires: float | None,
     wait_s: float,
-    address: str,
-    cafile: Path,
-    cert: Path,
-    key: Path,
-    node_id: str | None,
+    endpoint: connection.Endpoint,
+    node_id: str,
 ) -> None:
     """Send command NAME to one kiosk and print its result as JSON.
 
@@ -135,29 +126,23 @@ def send(
     try:
         topics.check_device_id(device_id)
         args = parse_args(arg_pairs)
-        host, port = connection.parse_address(address)
-        node = node_id or f"{connection.common_name(cert)}-commands"[:64]
-        topics.check_device_id(node)
         # Refuse a command the contract refuses before connecting to anything.
-        commands.build_command(node, name, args, expires_in_s=expires)
+        commands.build_command(node_id, name, args, expires_in_s=expires)
     except PayloadError as exc:
         problem = f"the command is not valid: {exc.path or '/'}: {exc.problem}"
         raise click.UsageError(problem) from None
     except (ValueError, TopicError) as exc:
         raise click.UsageError(str(exc)) from None
-    settings = commands.CommandSettings(connection.Endpoint(host, port, cafile, cert, key), node)
+    settings = commands.CommandSettings(endpoint, node_id)
     try:
         answer = asyncio.run(
             commands.send_command(
                 settings, device_id, name, args, expires_in_s=expires, wait_s=wait_s
             )
         )
-    except commands.NoAnswer as exc:
+    except commands.NoAnswer as exc:  # not an error: the kiosk may answer later
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_NO_ANSWER) from None
-    except commands.CommandsError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(EXIT_ERROR) from None
     if answer["status"] == "ok":
         click.echo(json.dumps(answer["result"], indent=2, ensure_ascii=False, sort_keys=True))
         return

@@ -6,23 +6,25 @@ A thin layer over :mod:`console.watchlist`; every failure is one line and a non-
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import logging
-import signal
-import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiomqtt
 import click
 
-from mqtt_schemas import TopicError, topics
+from mqtt_schemas import TopicError
 from mqtt_schemas.watchlist import KEY_ID, WatchlistError, load_private_key
 
 from . import connection
+from .cli_options import (
+    EXISTING_FILE,
+    broker_options,
+    configure_logging,
+    one_line_errors,
+    run_until_stopped,
+)
 from .store import StoreError
 from .watchlist import (
     DEFAULT_GROUP,
@@ -36,24 +38,11 @@ from .watchlist import (
 __all__ = ["watchlist"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
-
-def _one_line_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (WatchlistSetupError, WatchlistError, StoreError, TopicError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except aiomqtt.MqttError as exc:
-            raise click.ClickException(f"broker: {exc}") from None
-        except sqlite3.Error as exc:
-            raise click.ClickException(f"console database: {exc}") from None
-        except OSError as exc:
-            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
-
-    return wrapper  # type: ignore[return-value]
+_one_line_errors = one_line_errors(
+    WatchlistSetupError, WatchlistError, StoreError, TopicError, ValueError
+)
+_broker_options = broker_options(node_id_use="stamped on the watchlist messages it sends")
 
 
 def _db_option(command: F) -> F:
@@ -73,31 +62,10 @@ def _key_options(command: F) -> F:
     return click.option(
         "--signing-key",
         required=True,
-        type=_EXISTING,
+        type=EXISTING_FILE,
         help="Ed25519 private key (PEM), kept apart from every TLS key "
         "(make one with 'borderlane-edge watchlist keygen').",
     )(command)
-
-
-def _broker_options(command: F) -> F:
-    for option in reversed(
-        (
-            click.option("--broker", "address", required=True, metavar="HOST:PORT"),
-            click.option("--cafile", required=True, type=_EXISTING, help="CA certificate."),
-            click.option("--cert", required=True, type=_EXISTING, help="Console certificate."),
-            click.option("--key", required=True, type=_EXISTING, help="Its private key."),
-            click.option("--node-id", help="Console node id (default: the certificate's CN)."),
-        )
-    ):
-        command = option(command)
-    return command
-
-
-def _endpoint(address: str, cafile: Path, cert: Path, key: Path, node_id: str | None):
-    host, port = connection.parse_address(address)
-    node = node_id or connection.common_name(cert)
-    topics.check_device_id(node)
-    return connection.Endpoint(host, port, cafile, cert, key), node
 
 
 def _publisher(history: WatchlistHistory, signing_key: Path, key_id: str, node: str, **kw: Any):
@@ -133,17 +101,14 @@ def watchlist() -> None:
     help="Keep a snapshot of the new version [default: every 50 versions, or when due].",
 )
 @click.option("--max-changes", default=5000, show_default=True, type=click.IntRange(1, 5000))
-@click.argument("list_file", metavar="LIST.jsonl", type=_EXISTING)
+@click.argument("list_file", metavar="LIST.jsonl", type=EXISTING_FILE)
 @_one_line_errors
 def publish_command(
     db_path: Path,
     signing_key: Path,
     key_id: str,
-    address: str,
-    cafile: Path,
-    cert: Path,
-    key: Path,
-    node_id: str | None,
+    endpoint: connection.Endpoint,
+    node_id: str,
     snapshot: bool | None,
     max_changes: int,
     list_file: Path,
@@ -161,13 +126,12 @@ def publish_command(
           --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
           --key console.key lists/national.jsonl
     """
-    endpoint, node = _endpoint(address, cafile, cert, key, node_id)
     with list_file.open("rb") as handle:
         entries = read_list(handle, str(list_file))
     history = WatchlistHistory(db_path)
     try:
-        publisher = _publisher(history, signing_key, key_id, node, max_changes=max_changes)
-        published = asyncio.run(_publish(publisher, endpoint, node, entries, snapshot))
+        publisher = _publisher(history, signing_key, key_id, node_id, max_changes=max_changes)
+        published = asyncio.run(_publish(publisher, endpoint, node_id, entries, snapshot))
     finally:
         history.close()
     click.echo(f"{published.describe()} ({len(entries)} entries)")
@@ -219,11 +183,8 @@ def serve_command(
     db_path: Path,
     signing_key: Path,
     key_id: str,
-    address: str,
-    cafile: Path,
-    cert: Path,
-    key: Path,
-    node_id: str | None,
+    endpoint: connection.Endpoint,
+    node_id: str,
     group: str,
     client_id: str | None,
     verbose: bool,
@@ -241,27 +202,18 @@ def serve_command(
           --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
           --key console.key &
     """
-    endpoint, node = _endpoint(address, cafile, cert, key, node_id)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("mqtt").setLevel(logging.WARNING)
+    configure_logging(verbose)
     history = WatchlistHistory(db_path)
     try:
-        publisher = _publisher(history, signing_key, key_id, node)
+        publisher = _publisher(history, signing_key, key_id, node_id)
         responder = CatchupResponder(
-            history, endpoint, node_id=node, publisher=publisher, group=group, client_id=client_id
+            history,
+            endpoint,
+            node_id=node_id,
+            publisher=publisher,
+            group=group,
+            client_id=client_id,
         )
-        asyncio.run(_serve(responder))
+        run_until_stopped(responder.run)
     finally:
         history.close()
-
-
-async def _serve(responder: CatchupResponder) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await responder.run(stop)
