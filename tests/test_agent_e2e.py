@@ -20,7 +20,6 @@ import pytest
 
 import mqtt_schemas
 from console.commands import CommandSettings, send_command
-from console.connection import Endpoint
 from harness.console import rows, running_worker
 
 pytestmark = pytest.mark.asyncio
@@ -145,17 +144,7 @@ async def test_chaos_kill_9_the_agent_kill_the_broker_stop_the_console_none_lost
 
 async def test_the_console_commands_a_running_agent(uplink_broker, kiosk_rig):
     rig = kiosk_rig(uplink_broker, "kiosk-e2e-4")
-    identity = uplink_broker.identity("console")
-    settings = CommandSettings(
-        Endpoint(
-            uplink_broker.host,
-            uplink_broker.tls_port,
-            uplink_broker.ca.cert_path,
-            identity.cert_path,
-            identity.key_path,
-        ),
-        node_id="console",
-    )
+    settings = CommandSettings(uplink_broker.console_endpoint(), node_id="console")
     rig.start()
     await asyncio.to_thread(rig.wait_connected)  # its session exists: commands reach it
 
@@ -192,21 +181,7 @@ async def test_the_console_commands_a_running_agent(uplink_broker, kiosk_rig):
 
 
 def console_cli(uplink_broker, *args: str) -> list[str]:
-    identity = uplink_broker.identity("console")
-    return [
-        sys.executable,
-        "-m",
-        "console",
-        *args,
-        "--broker",
-        f"{uplink_broker.host}:{uplink_broker.tls_port}",
-        "--cafile",
-        str(uplink_broker.ca.cert_path),
-        "--cert",
-        str(identity.cert_path),
-        "--key",
-        str(identity.key_path),
-    ]
+    return [sys.executable, "-m", "console", *args, *uplink_broker.console_cli_args()]
 
 
 async def test_a_list_published_by_the_console_reaches_the_kiosk_and_refers_the_listed(

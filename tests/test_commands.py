@@ -24,7 +24,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from console.commands import CommandSettings, NoAnswer, build_command, send_command
-from console.connection import Endpoint
 from edge.agent.commands import CommandError, CommandRunner, diagnostics_action, ping_action
 from edge.uplink import (
     ClockReading,
@@ -83,11 +82,7 @@ async def kiosk(
 
 
 def console_settings(broker: Any) -> CommandSettings:
-    identity = broker.identity("console")
-    endpoint = Endpoint(
-        broker.host, broker.tls_port, broker.ca.cert_path, identity.cert_path, identity.key_path
-    )
-    return CommandSettings(endpoint, node_id="console-commands")
+    return CommandSettings(broker.console_endpoint(), node_id="console-commands")
 
 
 class AnswerLog:
@@ -198,17 +193,7 @@ async def test_the_command_carries_a_valid_envelope_and_expiry():
 
 
 async def test_cli_prints_the_result_and_exits_by_status(uplink_broker, tmp_path):
-    identity = uplink_broker.identity("console")
-    tls = [
-        "--broker",
-        f"{uplink_broker.host}:{uplink_broker.tls_port}",
-        "--cafile",
-        str(uplink_broker.ca.cert_path),
-        "--cert",
-        str(identity.cert_path),
-        "--key",
-        str(identity.key_path),
-    ]
+    tls = uplink_broker.console_cli_args()
 
     async def cli(*args: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(

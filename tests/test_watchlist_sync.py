@@ -25,7 +25,6 @@ import aiomqtt
 import pytest
 
 import mqtt_schemas
-from console.connection import Endpoint
 from console.envelope import clock_state, utc_now, uuid7
 from console.watchlist import (
     CatchupResponder,
@@ -152,10 +151,7 @@ class Console:
 
 @contextlib.asynccontextmanager
 async def console_side(broker, tmp_path: Path, **publisher_options) -> AsyncIterator[Console]:
-    identity = broker.identity("console")
-    endpoint = Endpoint(
-        broker.host, broker.tls_port, broker.ca.cert_path, identity.cert_path, identity.key_path
-    )
+    endpoint = broker.console_endpoint()
     db_path = tmp_path / "console.db"
     history = WatchlistHistory(db_path)
     publisher = WatchlistPublisher(history, KEY, KEY_ID, node_id=NODE, **publisher_options)

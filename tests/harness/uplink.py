@@ -40,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import mqtt_schemas
+from console.connection import Endpoint
 from edge.uplink import Outbox, StaticClock, Uplink, UplinkConfig
 from mqtt_schemas import topics
 from provisioning.broker import BrokerConfig, Mosquitto, free_port
@@ -126,6 +127,27 @@ class UplinkBroker:
         return aiomqtt.Client(
             self.host, self.tls_port, protocol=aiomqtt.ProtocolVersion.V5, timeout=5, **options
         )
+
+    def console_endpoint(self, name: str = "console") -> Endpoint:
+        """Where and as whom a console process connects (``console.connection.Endpoint``)."""
+        identity = self.identity(name)
+        return Endpoint(
+            self.host, self.tls_port, self.ca.cert_path, identity.cert_path, identity.key_path
+        )
+
+    def console_cli_args(self, name: str = "console") -> list[str]:
+        """The broker options of a ``borderlane-console`` command, as that console."""
+        endpoint = self.console_endpoint(name)
+        return [
+            "--broker",
+            f"{endpoint.host}:{endpoint.port}",
+            "--cafile",
+            str(endpoint.ca_file),
+            "--cert",
+            str(endpoint.cert_file),
+            "--key",
+            str(endpoint.key_file),
+        ]
 
     def observer(self) -> aiomqtt.Client:
         """A client on the plain loopback listener, which sees every topic."""
