@@ -34,6 +34,7 @@ from pathlib import Path
 
 from edge.sim.pcscd import PcscStack, PcscStackError
 from edge.sim.population import Population, make_population
+from edge.ui.officers import add_officer
 from mqtt_schemas.watchlist import generate_key, key_fingerprint, private_key_pem, public_key_pem
 from provisioning.broker import BrokerConfig, BrokerError, Mosquitto, free_port
 from provisioning.pki import CertificateAuthority
@@ -41,6 +42,8 @@ from provisioning.pki import CertificateAuthority
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("DEMO_STATE") or ROOT / ".demo")
 SITE = "bz-santa-elena"
+DEMO_OFFICER = ("BDF-0001", "246810")
+"""The demo's officer (id, PIN) for the kiosks' officer review pages."""
 DRAIN_S = 20.0
 """At the end: how long the kiosks get to deliver what their outboxes still hold."""
 
@@ -202,6 +205,13 @@ def prepare_signing_key() -> tuple[Path, str]:
     return private, (directory / "key_id").read_text().strip()
 
 
+def prepare_officers() -> Path:
+    path = STATE / "officers.json"
+    if not path.exists():
+        add_officer(path, *DEMO_OFFICER)
+    return path
+
+
 def kiosk_config(
     kiosk: Kiosk, ca: CertificateAuthority, tls_port: int, population: Population, trust: Path
 ) -> Path:
@@ -246,6 +256,7 @@ ack_timeout_s = 10
 
 [ui]
 port = {kiosk.ui_port}
+officers = "{STATE / "officers.json"}"
 
 [health]
 interval_s = 5
@@ -290,6 +301,7 @@ def main() -> int:
     ca = prepare_pki(names)
     population = prepare_population()
     signing_key, key_id = prepare_signing_key()
+    prepare_officers()
     console_db = STATE / "console.db"
     for stale in [console_db, *STATE.glob("console.db-*"), STATE / "kiosks"]:
         if stale.is_dir():
@@ -487,6 +499,7 @@ def banner(
             f"  {kiosk.name}  pages http://127.0.0.1:{kiosk.ui_port}/  database {kiosk.db}"
         )
     lines += [
+        f"  officer review: /officer on each, officer {DEMO_OFFICER[0]}, PIN {DEMO_OFFICER[1]}",
         "",
         "Watch all traffic:",
         f"  mosquitto_sub -p {config.plain_port} -t 'borderlane/v1/#' -v",
