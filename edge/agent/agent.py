@@ -52,6 +52,7 @@ from edge.ui.officers import OfficerDirectory, OfficerDirectoryError
 from edge.uplink import Outbox, Uplink
 from edge.uplink.clock import Clock, SystemClock, format_time
 from edge.uplink.errors import NotConnected, OutboxError
+from edge.uplink.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError
 
 from .commands import CommandError, CommandRunner, diagnostics_action, ping_action
@@ -125,9 +126,10 @@ class Agent:
             raise AgentStartError(f"kiosk database: {exc}") from None
         watchlist = config.watchlist
         try:
-            WatchlistStore(watchlist.db).close()  # creates an empty store (version 0) once
-            self.store = WatchlistStore(watchlist.db, readonly=True)
             trusted = load_trust(directory=watchlist.trusted_keys) if watchlist.trusted_keys else {}
+            # the sync keeps the store current and creates it (version 0) on a new kiosk
+            self.sync = WatchlistSync(watchlist.db, trusted, config.agent.device_id)
+            self.store = WatchlistStore(watchlist.db, readonly=True)
         except (StoreError, WatchlistError, OSError) as exc:
             raise AgentStartError(f"watchlist: {exc}") from None
         try:
@@ -152,7 +154,6 @@ class Agent:
             issuers=issuers,
             cscas=cscas,
         )
-        self.sync = WatchlistSync(watchlist.db, trusted, config.agent.device_id)
         self.commands = CommandRunner(
             self.outbox,
             {
@@ -272,7 +273,7 @@ class Agent:
     def _card_status(self) -> dict[str, Any]:
         reader = self.card_reader
         if reader is None:
-            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+            return component_entry("starting", datetime.now(UTC))
         snapshot = reader.reader_state()
         watcher = snapshot.watcher
         present = [r for r in snapshot.readers.values() if r.present]
@@ -287,13 +288,7 @@ class Agent:
             errors = [r.last_error for r in present if r.last_error]
             state, since = "ok", max(r.since for r in present)
             detail = f"last error: {errors[-1]}" if errors else ""
-        entry: dict[str, Any] = {
-            "state": state,
-            "since": format_time(datetime.fromtimestamp(since, UTC)),
-        }
-        if detail:
-            entry["detail"] = detail[:500]
-        return entry
+        return component_entry(state, datetime.fromtimestamp(since, UTC), detail)
 
     async def _mrz_reader_part(self, part: Part) -> None:
         assert self.lane is not None and self.config.mrz_reader is not None
@@ -308,15 +303,12 @@ class Agent:
     def _mrz_status(self) -> dict[str, Any]:
         reader = self.mrz_reader
         if reader is None:
-            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+            return component_entry("starting", datetime.now(UTC))
         state = reader.state
-        entry: dict[str, Any] = {
-            "state": "ok" if state.status == "connected" else "down",
-            "since": format_time(state.since),
-        }
-        if state.status != "connected":
-            entry["detail"] = f"{state.status}: {state.last_error or 'looking for the port'}"[:500]
-        return entry
+        if state.status == "connected":
+            return component_entry("ok", state.since)
+        detail = f"{state.status}: {state.last_error or 'looking for the port'}"
+        return component_entry("down", state.since, detail)
 
     async def _uplink_part(self, part: Part) -> None:
         assert self.outbox is not None and self.sync is not None and self.commands is not None
@@ -339,7 +331,7 @@ class Agent:
     def _uplink_status(self) -> dict[str, Any]:
         uplink = self.uplink
         if uplink is None:
-            return {"state": "starting", "since": format_time(datetime.now(UTC))}
+            return component_entry("starting", datetime.now(UTC))
         return uplink.status().component()
 
     async def _health_part(self, part: Part) -> None:

@@ -32,15 +32,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from edge.uplink.clock import format_time
+from edge.uplink.health import ComponentState, component_entry
 
 __all__ = ["ComponentState", "Part", "PartFunction", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
-ComponentState = Literal["ok", "degraded", "down", "absent", "starting"]
 STABLE_AFTER_S = 30.0
 """A part up this long has its restart delay reset to the initial one."""
 
@@ -87,10 +86,7 @@ class Part:
         """
         if self._status is not None and self.state == "ok":
             return self._status()
-        entry: dict[str, Any] = {"state": self.state, "since": format_time(self.since)}
-        if self.detail:
-            entry["detail"] = self.detail[:500]
-        return entry
+        return component_entry(self.state, self.since, self.detail)
 
 
 PartFunction = Callable[[Part], Awaitable[None]]
@@ -103,7 +99,7 @@ class _Absent:
     since: dt.datetime
 
     def component(self) -> dict[str, Any]:
-        return {"state": "absent", "since": format_time(self.since), "detail": self.why}
+        return component_entry("absent", self.since, self.why)
 
 
 class Supervisor:

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -624,6 +624,18 @@ def _feed(
 # -- synthetic travellers -------------------------------------------------------------------------
 
 
+def _share_option(name: str, default: float, help: str) -> Callable[[Any], Any]:
+    """A population share: a fraction of the travellers, 0..1."""
+    return click.option(
+        name,
+        type=click.FloatRange(0, 1),
+        default=default,
+        show_default=True,
+        metavar="SHARE",
+        help=help,
+    )
+
+
 @sim.command("population", cls=OneLineErrors)
 @click.option(
     "--out",
@@ -640,38 +652,10 @@ def _feed(
     help="How many travellers.",
 )
 @click.option("--seed", type=int, required=True, help="The same seed makes the same people.")
-@click.option(
-    "--watchlisted",
-    type=click.FloatRange(0, 1),
-    default=0.05,
-    show_default=True,
-    metavar="SHARE",
-    help="Share of travellers on the watchlist (actions refer, deny, alert).",
-)
-@click.option(
-    "--passports",
-    type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    metavar="SHARE",
-    help="Share of travellers with an ePassport (the others carry a CBIC).",
-)
-@click.option(
-    "--expired",
-    type=click.FloatRange(0, 1),
-    default=0.03,
-    show_default=True,
-    metavar="SHARE",
-    help="Share of travellers with an expired document.",
-)
-@click.option(
-    "--wrong-site",
-    type=click.FloatRange(0, 1),
-    default=0.03,
-    show_default=True,
-    metavar="SHARE",
-    help="Share of travellers with a CBIC valid only at other crossings.",
-)
+@_share_option("--watchlisted", 0.05, "Share on the watchlist (actions refer, deny, alert).")
+@_share_option("--passports", 0.3, "Share with an ePassport (the others carry a CBIC).")
+@_share_option("--expired", 0.03, "Share with an expired document.")
+@_share_option("--wrong-site", 0.03, "Share with a CBIC valid only at other crossings.")
 @click.option(
     "--site",
     default=DEFAULT_SITE,

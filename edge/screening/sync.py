@@ -60,8 +60,8 @@ from typing import Any, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.uplink.clock import format_time
 from edge.uplink.errors import NotConnected
+from edge.uplink.health import component_entry
 from edge.uplink.session import Incoming, Uplink
 from mqtt_schemas.watchlist import WatchlistError, verify_chunk
 
@@ -426,10 +426,7 @@ class WatchlistSync:
         """The ``components.watchlist`` entry of a heartbeat: ok, degraded, down or starting."""
         self._update_state()
         state, detail = self._state
-        out: dict[str, Any] = {"state": state, "since": format_time(self._since)}
-        if detail:
-            out["detail"] = detail[:500]
-        return out
+        return component_entry(state, self._since, detail)
 
     def _update_state(self) -> None:
         manifest = self._manifest

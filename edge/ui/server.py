@@ -43,6 +43,7 @@ from aiohttp import web
 from edge.lane import Lane, LaneEvent
 from edge.lane.reviews import AlreadyDecided
 from edge.uplink.errors import OutboxFull
+from edge.uplink.health import ComponentState, component_entry
 from mqtt_schemas import PayloadError
 
 from .officers import OFFICER_ID_PATTERN, OfficerDirectory
@@ -81,10 +82,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class KioskPages:
@@ -139,7 +136,7 @@ class KioskPages:
         self._runner: web.AppRunner | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._url: str | None = None
-        self._health: dict[str, Any] = {"state": "starting", "since": _now()}
+        self._health: tuple[ComponentState, datetime, str] = ("starting", datetime.now(UTC), "")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -186,16 +183,12 @@ class KioskPages:
         return self._url
 
     def component(self) -> dict[str, Any]:
-        """This part's health for the agent's heartbeat: state, since when, and why."""
-        return dict(self._health)
+        """The ``components.ui`` entry of a heartbeat."""
+        return component_entry(*self._health)
 
-    def _set_health(self, state: str, detail: str | None = None) -> None:
-        if self._health.get("state") != state:
-            self._health = {"state": state, "since": _now()}
-        if detail is not None:
-            self._health["detail"] = detail
-        else:
-            self._health.pop("detail", None)
+    def _set_health(self, state: ComponentState, detail: str = "") -> None:
+        since = self._health[1] if self._health[0] == state else datetime.now(UTC)
+        self._health = (state, since, detail)
 
     # -- following the lane -------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ from mqtt_schemas import PayloadError, TopicError, topics, validate
 from .clock import Clock, format_time
 from .config import UplinkConfig
 from .errors import NotConnected, UplinkError
+from .health import component_entry
 from .outbox import Outbox, OutboxStats, Record, canonical_json
 
 __all__ = ["ConnectionState", "Handler", "Incoming", "Uplink", "UplinkStatus"]
@@ -145,10 +146,7 @@ class UplinkStatus:
         else:
             state = "down"
             detail = f"{self.state.value}: {self.last_error or 'no connection yet'}"
-        out = {"state": state, "since": format_time(self.since)}
-        if detail:
-            out["detail"] = detail[:500]
-        return out
+        return component_entry(state, self.since, detail)
 
     def health_fields(self) -> dict[str, Any]:
         """``session``, ``outbox`` and ``last_ack`` of a ``health`` payload."""
