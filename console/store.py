@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,12 +289,38 @@ def connect(path: Path | str) -> sqlite_utils.Database:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db = sqlite_utils.Database(conn)
-        db.enable_wal()
+        _enable_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
-        create_schema(db)  # every statement is CREATE ... IF NOT EXISTS: safe to race
+        # Workers may start together on a new file. A CREATE that has read the schema and then
+        # needs the write lock gets "database is locked" at once (SQLite will not wait on a
+        # possible deadlock); asking for the write lock first makes the others wait their turn.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            create_schema(db)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open the console database {path}: {exc}") from None
     return db
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch a database to WAL, waiting out other openers as the busy timeout would.
+
+    SQLite answers a journal-mode change that meets another connection's lock with "database
+    is locked" at once, without calling the busy handler, so the wait is done here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def connect_readonly(path: Path | str) -> sqlite3.Connection:

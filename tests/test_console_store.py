@@ -4,6 +4,7 @@ stale-will rule, heartbeats, ack payloads and the paho speed-up."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -19,7 +20,7 @@ from console.records import (
     Record,
     classify,
 )
-from console.store import Store, connect_readonly
+from console.store import Store, connect, connect_readonly
 from harness.console import availability, crossing, health
 from mqtt_schemas import topics
 
@@ -272,6 +273,33 @@ def test_readonly_connections_refuse_what_is_not_a_console_database(tmp_path):
     (tmp_path / "other.db").write_bytes(b"")
     with pytest.raises(StoreError, match="not a console database"):
         connect_readonly(tmp_path / "other.db")
+
+
+def _open_at_once(path: str, ready, failures) -> None:
+    ready.wait()
+    try:
+        connect(path).conn.close()
+    except Exception as exc:  # reported to the test, which names it
+        failures.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_workers_starting_together_all_open_a_fresh_database(tmp_path):
+    """Ingest workers, the watchlist server and the CLI may start at the same moment on a new
+    file: each must get the database, none 'database is locked'."""
+    context = multiprocessing.get_context("fork")
+    failures = context.Queue()
+    for attempt in range(8):
+        path = str(tmp_path / f"console-{attempt}.db")
+        ready = context.Barrier(4)
+        workers = [
+            context.Process(target=_open_at_once, args=(path, ready, failures)) for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0] * 4
+    assert failures.empty(), failures.get()
 
 
 # -- ack payloads --------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
 SUMMARY = re.compile(r"crossings: generated (\d+) by (\d+) kiosks, stored (\d+) in .*, acked (\d+)")
 
@@ -75,7 +77,8 @@ def test_ctrl_c_stops_everything(tmp_path):
         if "Ctrl-C stops it" in line:
             break
     match = re.search(r"pid (\d+)", banner)
-    assert match, banner
+    if not match:
+        pytest.fail(f"no banner; the demo said: {banner}{demo.communicate(timeout=60)[1]}")
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err
