@@ -460,6 +460,32 @@ def test_the_chip_s_face_is_on_the_review_until_the_decision_or_says_why_not(
     assert "not shown (jpeg2000)" in page.find_element(By.ID, "document").text
 
 
+def test_a_referred_cbic_holder_s_portrait_reaches_the_officer(page, kiosk, card_slot) -> None:
+    """Through pcscd: the tap reads no portrait; once the result is shown, the lane reads it
+    from the card still on the reader, and the officer sees the issuer's picture."""
+    face = (SAMPLES_DIR / "specimen-face.jpg").read_bytes()
+    listed = issue_card(sample("resident-worker"), ISSUER, portrait=face)  # on the list
+    kiosk.tap(card_slot, CbicCard.from_image(listed))
+    log_in(page, kiosk)
+    wait_until(page, lambda p: len(queue_ids(p)) == 1)
+    (crossing_id,) = queue_ids(page)
+
+    def photo_shown(p) -> bool:
+        p.get(f"{kiosk.url}/officer/review/{crossing_id}")
+        found = p.find_elements(By.ID, "photo")
+        return bool(found) and p.execute_script("return arguments[0].naturalWidth", found[0]) > 0
+
+    wait_until(page, photo_shown)
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{kiosk.url}/officer/review/{crossing_id}/photo",
+            headers={"Cookie": "; ".join(f"{c['name']}={c['value']}" for c in page.get_cookies())},
+        ),
+        timeout=5,
+    ) as answer:
+        assert answer.read() == face  # the card's own portrait, byte for byte
+
+
 # -- the officer screen is protected ---------------------------------------------------------
 
 

@@ -663,6 +663,107 @@ def test_a_cbic_portrait_that_was_read_becomes_the_photo(outbox) -> None:
     assert document_photo(cbic_read_with_portrait(CbicCard.from_image(WORKER))) == {}
 
 
+# A referred CBIC holder's portrait is read after the result is shown (the tap skips it).
+
+WORKER_WITH_FACE = issue_card(sample("resident-worker"), ISSUER, portrait=FACE)
+READ_PORTRAIT = 0x80 | 3  # READ BINARY's P1 for EF.PORTRAIT by short file identifier
+
+
+def taps_on_the_reader(*cards) -> tuple[CardPresented, list[list[bytes]]]:
+    """A tap whose card sessions find ``cards`` on the reader, one per session (the first for
+    the read, the next for the portrait; ``None``: the card was taken away). Returns the tap
+    and the commands each session sent."""
+    sessions: list[list[bytes]] = []
+
+    @contextlib.asynccontextmanager
+    async def open_():
+        card = cards[len(sessions)]
+        sessions.append(sent := [])
+        if card is None:
+            raise CardRemovedError("no card on the reader")
+
+        class Link:
+            def transmit(self, command: CommandApdu) -> ResponseApdu:
+                sent.append(command.to_bytes())
+                return ResponseApdu.parse(card.transmit(command.to_bytes()))
+
+        yield Link()
+
+    return CardPresented(open_, "virtual"), sessions
+
+
+def portrait_reads(session: list[bytes]) -> int:
+    return sum(1 for command in session if command[1] == 0xB0 and command[2] == READ_PORTRAIT)
+
+
+def test_a_referred_cbic_holder_s_portrait_is_fetched_for_the_officer_after_the_result(
+    outbox,
+) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    card = CbicCard.from_image(WORKER_WITH_FACE)
+    event, sessions = taps_on_the_reader(card, card)
+    asyncio.run(lane.handle(event))
+
+    shown_event = shown(seen)
+    assert shown_event.outcome == "refer"
+    assert "photo" not in shown_event.review.personal  # the result did not wait for it
+    read, fetch = sessions
+    assert portrait_reads(read) == 0 and portrait_reads(fetch) > 0
+    photo = lane.reviews.get(shown_event.crossing_id).personal["photo"]
+    assert photo == {"media_type": "image/jpeg", "data": FACE_BASE64}
+    assert FACE_BASE64[:64] not in json.dumps(records(outbox))  # in no record
+
+
+def test_a_passing_cbic_holder_s_portrait_is_never_read(outbox) -> None:
+    lane, seen = make_lane(outbox)
+    card = CbicCard.from_image(WORKER_WITH_FACE)
+    event, sessions = taps_on_the_reader(card, card)
+    asyncio.run(lane.handle(event))
+    assert shown(seen).outcome == "pass"
+    assert len(sessions) == 1 and portrait_reads(sessions[0]) == 0
+
+
+def test_a_card_taken_away_before_its_portrait_was_read_leaves_the_reason(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event, _ = taps_on_the_reader(CbicCard.from_image(WORKER_WITH_FACE), None)
+    asyncio.run(lane.handle(event))
+    personal = lane.reviews.get(shown(seen).crossing_id).personal
+    assert "photo" not in personal and personal["photo_unavailable"] == "card-removed"
+    assert lane.state is LaneState.SHOW  # the traveller's result stays on screen
+
+
+def test_another_card_s_portrait_is_not_shown_for_the_referred_traveller(outbox) -> None:
+    """A card swapped in before the fetch: its portrait is not the one the first card's signed
+    data names, so the officer does not get a picture of someone else."""
+    other = issue_card(sample("resident-worker"), ISSUER, portrait=FACE[:-2] + b"\x00\xff\xd9")
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    event, _ = taps_on_the_reader(CbicCard.from_image(WORKER_WITH_FACE), CbicCard.from_image(other))
+    asyncio.run(lane.handle(event))
+    personal = lane.reviews.get(shown(seen).crossing_id).personal
+    assert "photo" not in personal and personal["photo_unavailable"] == "unverified"
+
+
+def test_a_card_whose_issuer_signature_fails_gets_no_portrait_fetched(outbox) -> None:
+    """Its holder data, portrait hash included, vouches for nothing."""
+    lane, seen = make_lane(outbox)
+    card = CbicCard.from_image(WORKER_WITH_FACE, bad_issuer_signature=True)
+    event, sessions = taps_on_the_reader(card, card)
+    asyncio.run(lane.handle(event))
+    assert shown(seen).outcome == "refer"
+    assert len(sessions) == 1
+    personal = lane.reviews.get(shown(seen).crossing_id).personal
+    assert "photo" not in personal and "photo_unavailable" not in personal
+
+
+def test_a_portrait_is_not_added_once_the_officer_has_decided(outbox) -> None:
+    lane, seen = make_lane(outbox, FakeScreener([hit()]))
+    asyncio.run(lane.handle(taps_on_the_reader(CbicCard.from_image(WORKER), None)[0]))
+    crossing_id = shown(seen).crossing_id
+    lane.officer_decide(crossing_id, officer_id="BDF-2231", decision="accept", reason="Known.")
+    assert lane.reviews.add_photo(crossing_id, photo_entry(FACE)) is False
+    assert lane.reviews.get(crossing_id).personal is None
+
+
 def test_only_jpeg_and_png_up_to_the_size_bound_are_kept() -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(100)
     assert photo_entry(png)["photo"]["media_type"] == "image/png"

@@ -79,6 +79,7 @@ __all__ = [
     "read_binary_offset",
     "read_binary_sfi",
     "read_cbic",
+    "read_cbic_portrait",
     "select_cbic",
     "verify_cbic",
 ]
@@ -964,3 +965,36 @@ def read_cbic(
     data = CbicCardData(holder_data, signature_data, challenge, answer, portrait_data)
     verification = verify_cbic(data, trust=trust, today=today, site=site)
     return CbicReading(data, verification, session.apdus)
+
+
+def read_cbic_portrait(
+    transmit: Callable[[CommandApdu], ResponseApdu],
+    expected_sha256: bytes,
+    *,
+    chunk: int = 256,
+) -> CbicPortrait:
+    """Read EF.PORTRAIT of a card already read and verified, and check it against the hash in
+    that card's signed holder data (``expected_sha256``).
+
+    The lane leaves the portrait out of the tap (up to 32 KB: seconds on a contactless link)
+    and fetches it afterwards, only for a referred traveller, for the officer's screen. The card
+    on the reader by then may be another one; the hash from the verified holder data is what
+    makes the picture the issuer's. Raises :class:`CbicReadError` when the card has no CBIC
+    application or no portrait, the portrait is malformed, or it does not match.
+    """
+    session = _Session(transmit)
+    selected = session.send(select_cbic(), "SELECT")
+    if not selected.sw.is_success:
+        raise CbicReadError(f"no CBIC application: SELECT answered {selected.sw}", session.apdus)
+    data = session.read_file(SFI_PORTRAIT, MAX_FILE_SIZE, "EF.PORTRAIT", chunk)
+    if data is None:
+        raise CbicReadError("the card has no EF.PORTRAIT", session.apdus)
+    try:
+        portrait = CbicPortrait.decode(data)
+    except CbicFormatError as exc:
+        raise CbicReadError(f"the portrait is unreadable: {exc}", session.apdus) from None
+    if portrait.sha256() != expected_sha256:
+        raise CbicReadError(
+            "the portrait does not match the hash in the signed holder data", session.apdus
+        )
+    return portrait

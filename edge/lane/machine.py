@@ -12,9 +12,12 @@ States and transitions (every transition is a :class:`LaneEvent` to the kiosk pa
 Recording is one outbox transaction: the lane state, the crossing record, the hit record (when
 there are hits) and the review item (when referred, with the document's face image for the
 officer: :func:`~.record.document_photo`; in no record) commit together, fsynced, *before* the
-traveller's result is shown. A refused record (:class:`OutboxFull`) or any failure in that
-transaction leaves nothing and refers the traveller ("processed by an officer"); a card pulled,
-an unreadable card or a traveller who walks away leaves nothing either.
+traveller's result is shown. A referred CBIC holder's portrait is fetched from the card after
+that, while the traveller waits for the officer (:meth:`Lane._fetch_portrait`), so the tap of
+every other traveller does not pay for it. A refused record (:class:`OutboxFull`) or any
+failure in that transaction leaves nothing and refers the traveller ("processed by an
+officer"); a card pulled, an unreadable card or a traveller who walks away leaves nothing
+either.
 
 Latency: from the tap (the card event reaching the lane) to the decision; the time spent inside
 the card's ``transmit`` (card I/O) is measured apart (:class:`Timings`).
@@ -34,6 +37,7 @@ from typing import Any, Protocol
 
 from edge.devices.card_errors import CardReaderError
 from edge.documents.card import CardDocument, CardReadError, MrzRequired, UnknownCard, read_card
+from edge.documents.cbic import CbicReadError, read_cbic_portrait
 from edge.documents.checks import Check, CheckResult
 from edge.documents.mrz import MrzDocument
 from edge.uplink.clock import format_time
@@ -48,6 +52,8 @@ from .record import (
     document_photo,
     hit_payload,
     identity_from_mrz,
+    photo_entry,
+    portrait_to_fetch,
     summary_from_mrz,
 )
 from .reviews import ReviewItem, ReviewQueue
@@ -338,7 +344,36 @@ class Lane:
             checks.append(_expiry_check(document.document.get("expiry_date"), self.today()))
         self._pending.checks = checks
         self._pending.card = document
-        await self._conclude(Traveller(document.kind, document.document, _identity(document)))
+        review = await self._conclude(
+            Traveller(document.kind, document.document, _identity(document))
+        )
+        expected = portrait_to_fetch(document) if review is not None else None
+        if review is not None and expected is not None:
+            await self._fetch_portrait(event, review, expected)
+
+    async def _fetch_portrait(
+        self, event: CardPresented, review: ReviewItem, expected_sha256: bytes
+    ) -> None:
+        """Read a referred CBIC holder's portrait for the officer; the result is already shown.
+
+        The card is usually still on the reader (the traveller was asked to wait). A card taken
+        away, or a portrait that is not the one the signed holder data names, leaves the item
+        saying why there is no photo.
+        """
+        try:
+            async with event.open() as card:
+                portrait = await asyncio.to_thread(
+                    read_cbic_portrait, card.transmit, expected_sha256
+                )
+        except CardReaderError as error:
+            log.info("portrait for the officer not read: %s", error)
+            photo = {"photo_unavailable": "card-removed"}
+        except CbicReadError as error:
+            log.warning("portrait for the officer not shown: %s", error)
+            photo = {"photo_unavailable": "unverified"}
+        else:
+            photo = photo_entry(portrait.image)
+        self.reviews.add_photo(review.crossing_id, photo)
 
     async def _read(self, event: CardPresented, mrz: MrzDocument | None) -> CardDocument:
         pending = self._pending
@@ -364,7 +399,8 @@ class Lane:
 
     # -- screen, decide, record, show ---------------------------------------------------------
 
-    async def _conclude(self, traveller: Traveller) -> None:
+    async def _conclude(self, traveller: Traveller) -> ReviewItem | None:
+        """Screen, decide, record and show; the review item when the traveller was referred."""
         pending = self._pending
         self._go(LaneState.SCREEN, message=message("lane.checking"))
         screening: ScreeningResult | None
@@ -393,7 +429,7 @@ class Lane:
                 outcome="refer",
                 timings=timings,
             )
-            return
+            return None
         recorded = self.monotonic()
         timings = Timings(timings.total_ms, timings.card_io_ms, (recorded - decided) * 1000)
         self._pending = _Pending()
@@ -406,6 +442,7 @@ class Lane:
             review=review,
             timings=timings,
         )
+        return review
 
     def _record(
         self,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.documents.card import CardDocument
-from edge.documents.cbic import CHECK_PORTRAIT_HASH
+from edge.documents.cbic import CHECK_ISSUER_SIGNATURE, CHECK_PORTRAIT_HASH
 from edge.documents.checks import Check
 from edge.documents.emrtd.lds import Dg2, ImageFormat, LdsError, LdsFile, image_format
 from edge.documents.emrtd.passive_auth import dg_hash_check_name
@@ -127,7 +127,8 @@ def document_photo(document: CardDocument) -> dict[str, Any]:
     """The review item's photo entry for a document read from a card (:func:`photo_entry`), or
     ``{}`` when the document carries no face image (or it was not read).
 
-    CBIC: the portrait from EF.PORTRAIT, when the reader read it. ePassport: DG2's face image.
+    CBIC: the portrait from EF.PORTRAIT, when the reader read it (the lane fetches it after the
+    decision instead: :func:`portrait_to_fetch`). ePassport: DG2's face image.
     A face that does not match the document's signed data (the CBIC's ``portrait_hash``, the
     SOD's ``dg2_hash``) is not shown (``"unverified"``): the officer compares the traveller with
     this picture, so it must be the issuer's, not one swapped in on the card.
@@ -153,6 +154,23 @@ def document_photo(document: CardDocument) -> dict[str, Any]:
     if not any(c.name == hash_check and c.passed for c in document.checks):
         return {"photo_unavailable": "unverified"}
     return photo_entry(image)
+
+
+def portrait_to_fetch(document: CardDocument) -> bytes | None:
+    """The SHA-256 a referred CBIC holder's portrait must have, when the lane should fetch it
+    after the decision (:func:`edge.documents.cbic.read_cbic_portrait`); None when there is
+    nothing to fetch: not a CBIC, portrait already read, none recorded by the issuer, or holder
+    data whose issuer signature failed (its hash would vouch for nothing).
+    """
+    cbic = document.cbic
+    if cbic is None or cbic.verification.portrait is not None:
+        return None
+    holder = cbic.verification.holder
+    if holder is None or holder.portrait_sha256 is None:
+        return None
+    if not any(c.name == CHECK_ISSUER_SIGNATURE and c.passed for c in document.checks):
+        return None
+    return holder.portrait_sha256
 
 
 def hits_json(hits: Sequence[ScreeningHit], hit_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -189,6 +189,24 @@ class ReviewQueue:
             (status, json.dumps(decisions), record_id, crossing_id),
         )
 
+    def add_photo(self, crossing_id: str, photo: Mapping[str, Any]) -> bool:
+        """Add a face image fetched after the decision (a :func:`~.record.photo_entry`) to an
+        item's personal data. False, and nothing written, when the item is gone or its personal
+        data was already cleared (decided, or past retention).
+        """
+        with self.outbox.transaction() as tx:
+            row = tx.execute(
+                "SELECT personal FROM lane_reviews WHERE crossing_id = ?", (crossing_id,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return False
+            personal = {**json.loads(row[0]), **photo}
+            tx.execute(
+                "UPDATE lane_reviews SET personal = ? WHERE crossing_id = ?",
+                (json.dumps(personal, ensure_ascii=False), crossing_id),
+            )
+        return True
+
     # -- reading and housekeeping -------------------------------------------------------------
 
     def get(self, crossing_id: str) -> ReviewItem | None:

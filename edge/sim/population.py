@@ -56,6 +56,7 @@ from edge.sim.cbic_card import CbicCard
 from edge.sim.cbic_issue import IssueError as CbicIssueError
 from edge.sim.cbic_issue import IssuerKey, create_issuer, issue_card, load_issuer, save_issuer
 from edge.sim.emrtd_chip import (
+    SPECIMEN_FACE,
     EmrtdChip,
     PassportPki,
     country_for_state,
@@ -304,6 +305,10 @@ class Population:
                 raise PopulationError(str(exc)) from None
         return self._pkis[country]
 
+    @cached_property
+    def _face(self) -> bytes:
+        return SPECIMEN_FACE.read_bytes()
+
     def card_for(
         self, traveller: Traveller, *, pull_after: int | None = None
     ) -> CbicCard | EmrtdChip:
@@ -319,7 +324,8 @@ class Population:
                     raise PopulationError(
                         f"no CBIC issuer key {traveller.issuer!r} in {self.directory}"
                     )
-                image = issue_card(traveller.holder, issuer)
+                # the same specimen face as the passports' DG2: the officer sees a portrait
+                image = issue_card(traveller.holder, issuer, portrait=self._face)
                 return CbicCard.from_image(image, pull_after=pull_after)
             assert traveller.mrz is not None
             passport = issue_passport_image(traveller.mrz, pki=self._pki(traveller.issuer))
