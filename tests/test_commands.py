@@ -312,6 +312,36 @@ async def test_a_failing_action_answers_failed_and_the_runner_keeps_serving(
     assert after["status"] == "ok"
 
 
+async def test_a_slow_command_does_not_hold_up_a_ping_behind_it(uplink_broker, tmp_path):
+    """A technician pinging a kiosk whose diagnostics report is still being gathered gets the
+    pong at once; the report follows when it is ready."""
+    release = asyncio.Event()
+
+    async def slow_report(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        await release.wait()
+        return {"report": "done"}
+
+    slow = build_command("console-commands", "diagnostics", {})
+    ping = build_command("console-commands", "ping", {})
+    actions = {"ping": ping_action(), "diagnostics": slow_report}
+    async with (
+        kiosk(uplink_broker, tmp_path, actions),
+        AnswerLog(uplink_broker, "kiosk-a") as log,
+    ):
+        await log.publish(slow)
+        await log.publish(ping)
+        await log.wait_for(ping["id"])
+        assert log.to(slow["id"]) == []  # still running
+        await log.publish(slow)  # redelivered meanwhile: not a second run
+        await log.wait_for(slow["id"])
+        assert log.to(slow["id"])[0]["error"]["code"] == "busy"
+        release.set()
+        await log.wait_for(slow["id"], count=2)
+
+    assert log.to(ping["id"])[0]["status"] == "ok"
+    assert log.to(slow["id"])[1]["result"] == {"report": "done"}
+
+
 # -- expiry -------------------------------------------------------------------------------------
 
 

@@ -325,7 +325,8 @@ class Agent:
                 await asyncio.shield(runner)
             finally:
                 self.uplink = None
-                answers.cancel()
+                answers.cancel()  # and the commands still running with it
+                await asyncio.gather(answers, return_exceptions=True)
                 await uplink.stop()
 
     def _uplink_status(self) -> dict[str, Any]:

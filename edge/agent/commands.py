@@ -38,6 +38,13 @@ Offline
     records: the console does not ack them, and a duplicate answer costs it nothing (it stores
     results by payload id and reads them by command id).
 
+Side by side
+    Each delivered command runs in a task of its own (at most ``max_running`` actions at once,
+    the rest wait their turn), so a ping is answered while a diagnostics report is still being
+    gathered. The same id delivered again while its first delivery runs is answered ``busy``;
+    its real answer follows. Stopping :meth:`CommandRunner.run` cancels what still runs (those
+    ids are answered ``failed``, interrupted, at the next start).
+
 After the answer
     ``after_answer[name]`` runs once the result of a successful *name* was handed to the broker
     (``publish_now`` returned): an ``agent-restart`` answers first, then restarts. It runs in
@@ -136,6 +143,7 @@ class CommandRunner:
         retry_s: float = 5.0,
         retention_s: float = 7 * 86400,
         max_rows: int = 10_000,
+        max_running: int = 4,
     ) -> None:
         self.outbox = outbox
         self.actions = dict(actions)
@@ -148,6 +156,8 @@ class CommandRunner:
         self._uplink: Uplink | None = None
         self._after: dict[str, str] = {}  # command id -> name, hooks due after its first send
         self._resend_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(max_running)
+        self._tasks: set[asyncio.Task[None]] = set()
         with outbox.transaction() as tx:
             for statement in _SCHEMA:
                 tx.execute(statement)
@@ -173,15 +183,32 @@ class CommandRunner:
     def attach(self, uplink: Uplink) -> None:
         """Receive the uplink's commands and send the answers through it."""
         self._uplink = uplink
-        uplink.on("commands", self.handle)
+        uplink.on("commands", self._start)
 
     async def run(self) -> None:
-        """Send stored answers the network missed, whenever connected; runs until cancelled."""
+        """Send stored answers the network missed, whenever connected; runs until cancelled,
+        then cancels the commands still running."""
         uplink = self._require_uplink()
-        while True:
-            await uplink.wait_connected()
-            await self.resend_pending()
-            await asyncio.sleep(self.retry_s)
+        try:
+            while True:
+                await uplink.wait_connected()
+                await self.resend_pending()
+                await asyncio.sleep(self.retry_s)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _start(self, incoming: Incoming) -> None:
+        """The uplink's handler: hand the command to a task of its own and take the next."""
+        task = asyncio.create_task(self.handle(incoming), name=f"command-{incoming.payload['id']}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("command task %s failed", task.get_name(), exc_info=task.exception())
 
     # -- handling -----------------------------------------------------------------------------
 
@@ -197,7 +224,8 @@ class CommandRunner:
             async with self._resend_lock:
                 await self._send(command_id, stored)
             return
-        answer = await self._run(command)
+        async with self._slots:
+            answer = await self._run(command)
         status = answer["status"]
         code = f" {answer['error']['code']}" if status == "error" else ""
         log.info("command %s (%s): %s%s", command_id, name, status, code)
@@ -295,7 +323,7 @@ class CommandRunner:
                 state, answer = row
                 if state == "done":
                     return json.loads(answer)
-                # The uplink hands over one command at a time, so this is a second caller.
+                # Its first delivery is still running (in another task): that answer follows.
                 return _error(command_id, "busy", f"{name} is still running; its answer follows")
             tx.execute(
                 "INSERT INTO agent_commands (command_id, name, state, received_ms) "
