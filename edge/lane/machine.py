@@ -347,8 +347,7 @@ class Lane:
         review = await self._conclude(
             Traveller(document.kind, document.document, _identity(document))
         )
-        expected = portrait_to_fetch(document) if review is not None else None
-        if review is not None and expected is not None:
+        if review is not None and (expected := portrait_to_fetch(document)) is not None:
             await self._fetch_portrait(event, review, expected)
 
     async def _fetch_portrait(
