@@ -457,7 +457,8 @@ def test_the_chip_s_face_is_on_the_review_until_the_decision_or_says_why_not(
     wait_until(page, lambda p: len(queue_ids(p)) == 1 and queue_ids(p)[0] != crossing_id)
     page.get(f"{kiosk.url}/officer/review/{queue_ids(page)[0]}")
     assert page.find_elements(By.ID, "photo") == []
-    assert "not shown (jpeg2000)" in page.find_element(By.ID, "document").text
+    shown = page.find_element(By.ID, "document").text
+    assert "not shown: JPEG 2000, which this screen cannot display" in shown
 
 
 def test_a_referred_cbic_holder_s_portrait_reaches_the_officer(page, kiosk, card_slot) -> None:

@@ -39,6 +39,16 @@ _PHASES = {
 #: The traveller sees "go on" or "see an officer": never why.
 _OUTCOMES = {"pass": "pass", "refer": "officer"}
 
+#: Why a referred traveller's review has no photo (``photo_unavailable``), for the officer.
+PHOTO_UNAVAILABLE_LABELS = {
+    "jpeg2000": "JPEG 2000, which this screen cannot display",
+    "unsupported-format": "an image format this screen cannot display",
+    "too-large": "larger than any portrait",
+    "unverified": "it does not match the issuer's signed data",
+    "unreadable": "the chip's face data could not be read",
+    "card-removed": "the card was taken away before its portrait was read",
+}
+
 REASON_LABELS = {
     "document-expired": "Document expired",
     "not-valid-at-site": "CBIC not valid at this crossing point",
@@ -163,6 +173,8 @@ def review_view(item: ReviewItem, entries: EntryLookup | None = None) -> dict[st
                 "reasons": reasons,
             }
         )
+    reason = personal.get("photo_unavailable")
+    unavailable = PHOTO_UNAVAILABLE_LABELS.get(reason, reason) if reason else ""
     return {
         "crossing_id": item.crossing_id,
         "name": _name(item),
@@ -173,11 +185,7 @@ def review_view(item: ReviewItem, entries: EntryLookup | None = None) -> dict[st
         "reasons": [REASON_LABELS.get(r, r) for r in item.reasons],
         "document": dict(item.document),
         "traveller": dict(personal.get("traveller") or {})
-        | (
-            {"photo": f"not shown ({personal['photo_unavailable']})"}
-            if personal.get("photo_unavailable")
-            else {}
-        ),
+        | ({"photo": "not shown: " + unavailable} if unavailable else {}),
         "has_photo": bool(personal.get("photo")),
         "hits": hits,
         "decisions": [dict(d) for d in item.decisions],
