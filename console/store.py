@@ -74,12 +74,39 @@ class StoreError(Exception):
     """The database is missing, is not a console database, or cannot be opened."""
 
 
+Column = tuple[type, Callable[[Record], Any]]
+"""A record table's column: its type, and how a record gives its value."""
+
+
+def _field(*path: str) -> Callable[[Record], Any]:
+    """The value at *path* in the record's payload."""
+
+    def get(record: Record) -> Any:
+        value: Any = record.payload
+        for key in path:
+            value = value[key]
+        return value
+
+    return get
+
+
+def _device(record: Record) -> str:
+    return record.device_id
+
+
 @dataclass(frozen=True)
 class _RecordTable:
+    """A table of one record channel: ``id`` first, then *fields*, then ``received_at`` and
+    ``payload`` (the record as received)."""
+
     name: str
-    columns: dict[str, type]
-    row: Callable[[Record, str], tuple[Any, ...]]
+    fields: dict[str, Column]
     indexes: tuple[tuple[str, ...], ...]
+
+    @property
+    def columns(self) -> dict[str, type]:
+        middle = {name: kind for name, (kind, _) in self.fields.items()}
+        return {"id": str, **middle, "received_at": str, "payload": str}
 
     @property
     def insert_sql(self) -> str:
@@ -87,118 +114,55 @@ class _RecordTable:
         marks = ", ".join("?" * len(self.columns))
         return f"INSERT OR IGNORE INTO {self.name} ({names}) VALUES ({marks})"
 
-
-def _crossing_row(record: Record, received_at: str) -> tuple[Any, ...]:
-    p = record.payload
-    screening = p["screening"]
-    return (
-        record.id,
-        record.device_id,
-        p["seq"],
-        p["time"],
-        p["time"][:10],
-        p["site"],
-        p["lane"],
-        p["direction"],
-        p["decision"]["outcome"],
-        screening["watchlist_version"],
-        screening["hit_count"],
-        p["document"]["kind"],
-        1 if p["clock"]["synced"] else 0,
-        received_at,
-        record.text,
-    )
-
-
-def _hit_row(record: Record, received_at: str) -> tuple[Any, ...]:
-    p = record.payload
-    return (
-        record.id,
-        p["crossing_id"],
-        record.device_id,
-        p["seq"],
-        p["time"],
-        p["site"],
-        p["lane"],
-        p["watchlist_version"],
-        received_at,
-        record.text,
-    )
-
-
-def _decision_row(record: Record, received_at: str) -> tuple[Any, ...]:
-    p = record.payload
-    return (
-        record.id,
-        p["crossing_id"],
-        p.get("hit_id"),
-        record.device_id,
-        p["seq"],
-        p["time"],
-        p["officer_id"],
-        p["decision"],
-        p["decided_at"],
-        received_at,
-        record.text,
-    )
+    def row(self, record: Record, received_at: str) -> tuple[Any, ...]:
+        values = (get(record) for _, get in self.fields.values())
+        return (record.id, *values, received_at, record.text)
 
 
 RECORD_TABLES: dict[str, _RecordTable] = {
     "crossings": _RecordTable(
         "crossings",
         {
-            "id": str,
-            "device_id": str,
-            "seq": int,
-            "time": str,
-            "day": str,
-            "site": str,
-            "lane": str,
-            "direction": str,
-            "outcome": str,
-            "watchlist_version": int,
-            "hit_count": int,
-            "document_kind": str,
-            "clock_synced": int,
-            "received_at": str,
-            "payload": str,
+            "device_id": (str, _device),
+            "seq": (int, _field("seq")),
+            "time": (str, _field("time")),
+            "day": (str, lambda record: record.payload["time"][:10]),
+            "site": (str, _field("site")),
+            "lane": (str, _field("lane")),
+            "direction": (str, _field("direction")),
+            "outcome": (str, _field("decision", "outcome")),
+            "watchlist_version": (int, _field("screening", "watchlist_version")),
+            "hit_count": (int, _field("screening", "hit_count")),
+            "document_kind": (str, _field("document", "kind")),
+            "clock_synced": (int, lambda record: 1 if record.payload["clock"]["synced"] else 0),
         },
-        _crossing_row,
         (("site", "day", "outcome"), ("day",), ("time",), ("device_id", "seq")),
     ),
     "hits": _RecordTable(
         "hits",
         {
-            "id": str,
-            "crossing_id": str,
-            "device_id": str,
-            "seq": int,
-            "time": str,
-            "site": str,
-            "lane": str,
-            "watchlist_version": int,
-            "received_at": str,
-            "payload": str,
+            "crossing_id": (str, _field("crossing_id")),
+            "device_id": (str, _device),
+            "seq": (int, _field("seq")),
+            "time": (str, _field("time")),
+            "site": (str, _field("site")),
+            "lane": (str, _field("lane")),
+            "watchlist_version": (int, _field("watchlist_version")),
         },
-        _hit_row,
         (("crossing_id",), ("site", "time"), ("device_id", "seq")),
     ),
     "decisions": _RecordTable(
         "decisions",
         {
-            "id": str,
-            "crossing_id": str,
-            "hit_id": str,
-            "device_id": str,
-            "seq": int,
-            "time": str,
-            "officer_id": str,
-            "decision": str,
-            "decided_at": str,
-            "received_at": str,
-            "payload": str,
+            "crossing_id": (str, _field("crossing_id")),
+            "hit_id": (str, lambda record: record.payload.get("hit_id")),
+            "device_id": (str, _device),
+            "seq": (int, _field("seq")),
+            "time": (str, _field("time")),
+            "officer_id": (str, _field("officer_id")),
+            "decision": (str, _field("decision")),
+            "decided_at": (str, _field("decided_at")),
         },
-        _decision_row,
         (("crossing_id",), ("device_id", "seq")),
     ),
 }
