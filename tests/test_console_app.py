@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from console.app import create_app
 from console.records import classify
 from console.store import Store
+from console.web import create_app
 from harness.console import availability, crossing, health
 from mqtt_schemas import topics
 

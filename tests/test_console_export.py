@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from console.cli import cli
-from console.queries import CROSSING_COLUMNS
 from console.records import classify
 from console.store import Store
+from console.store.queries import CROSSING_COLUMNS
 from harness.console import crossing
 from mqtt_schemas import topics
 

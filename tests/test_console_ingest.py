@@ -155,7 +155,7 @@ async def test_the_console_identity_may_subscribe_to_shared_subscriptions(broker
     reason="Mosquitto 2.0 grants any client any subscription (the ACL file is checked per "
     "message, on delivery): a kiosk that joins the console's share group is dealt its turn of "
     "the records, which the read ACL then drops. Kiosks republish what stays unacked; the group "
-    "name is the only guard (see console/ingest.md).",
+    "name is the only guard (see console/ingest/ingest.md).",
 )
 async def test_a_kiosk_joining_the_share_group_cannot_make_records_go_missing(broker, tmp_path):
     group = "guarded-i14"

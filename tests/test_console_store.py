@@ -11,7 +11,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
 import mqtt_schemas
-from console import acks, paho_speedups
+from console import acks
+from console.ingest import paho_speedups
 from console.records import (
     Availability,
     Cleared,

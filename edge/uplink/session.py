@@ -357,7 +357,7 @@ class Uplink:
             ),
             logger=log.getChild("mqtt"),
             # Without it Nagle's algorithm holds each small packet for the peer's delayed ACK
-            # (~40 ms a hop; see console/ingest.md).
+            # (~40 ms a hop; see console/ingest/ingest.md).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # aiomqtt warns above 10 pending publishes; the window is the real bound here.

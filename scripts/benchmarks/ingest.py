@@ -39,9 +39,9 @@ from pathlib import Path
 import aiomqtt
 
 import mqtt_schemas
-from console import paho_speedups
 from console.connection import NO_DELAY
 from console.envelope import utc_now, uuid7
+from console.ingest import paho_speedups
 from mqtt_schemas import topics
 from provisioning.broker import BrokerConfig, Mosquitto, free_port
 from provisioning.pki import CertificateAuthority, Identity

@@ -11,8 +11,8 @@ import datetime as dt
 
 from flask import Blueprint, abort, jsonify, request
 
-from . import queries
-from .web import db
+from ..store import queries
+from .db import db
 
 bp = Blueprint("crossings", __name__, url_prefix="/api/crossings")
 

@@ -51,8 +51,8 @@ import sqlite_utils
 
 from mqtt_schemas import topics
 
-from . import acks as ackmod
-from .records import (
+from .. import acks as ackmod
+from ..records import (
     Availability,
     Cleared,
     CommandResult,

@@ -17,22 +17,22 @@ import click
 from mqtt_schemas import TopicError
 from mqtt_schemas.watchlist import KEY_ID, WatchlistError, load_private_key
 
-from . import connection
-from .cli_options import (
-    EXISTING_FILE,
-    broker_options,
-    configure_logging,
-    one_line_errors,
-    run_until_stopped,
-)
-from .store import StoreError
-from .watchlist import (
+from .. import connection
+from ..store import StoreError
+from ..watchlist import (
     DEFAULT_GROUP,
     CatchupResponder,
     WatchlistHistory,
     WatchlistPublisher,
     WatchlistSetupError,
     read_list,
+)
+from .options import (
+    EXISTING_FILE,
+    broker_options,
+    configure_logging,
+    one_line_errors,
+    run_until_stopped,
 )
 
 __all__ = ["watchlist"]

@@ -15,8 +15,8 @@ import click
 
 from mqtt_schemas import PayloadError, TopicError, topics
 
-from . import commands, connection
-from .cli_options import broker_options, one_line_errors
+from .. import commands, connection
+from .options import broker_options, one_line_errors
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

@@ -23,7 +23,7 @@ import click
 
 from mqtt_schemas import TopicError, topics
 
-from . import connection
+from .. import connection
 
 __all__ = [
     "EXISTING_FILE",

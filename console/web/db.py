@@ -6,7 +6,7 @@ import sqlite3
 
 from flask import current_app, g
 
-from .store import connect_readonly
+from ..store import connect_readonly
 
 
 def db() -> sqlite3.Connection:

@@ -27,7 +27,7 @@ Acknowledgements, both after the commit:
 * to the kiosks: one ``ack@1`` per kiosk with the ids the commit settled (at most 1000 per
   payload), and the quarantined ones also under ``rejected`` with the reason (:mod:`console.acks`).
 
-Speed. The worker installs :mod:`console.paho_speedups` (process-wide; see there).
+Speed. The worker installs :mod:`console.ingest.paho_speedups` (process-wide; see there).
 
 Sessions. The worker connects with a fixed client id, ``clean_start`` false and a session expiry,
 so what is published while it is away is queued by the broker (within the broker's
@@ -50,10 +50,11 @@ import aiomqtt
 
 from mqtt_schemas import topics
 
-from . import acks, connection, paho_speedups
-from .envelope import clock_state, utc_now
-from .records import Item, classify
-from .store import Store
+from .. import acks, connection
+from ..envelope import clock_state, utc_now
+from ..records import Item, classify
+from ..store import Store
+from . import paho_speedups
 
 log = logging.getLogger("borderlane.console.ingest")
 

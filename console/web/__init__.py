@@ -17,8 +17,8 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from . import web, web_crossings, web_devices
-from .store import StoreError
+from ..store import StoreError
+from . import crossings, db, devices
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,9 +28,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("DATABASE"):
         raise ValueError("create_app needs config['DATABASE'], the console database path")
     app.json.sort_keys = False
-    app.register_blueprint(web_devices.bp)
-    app.register_blueprint(web_crossings.bp)
-    app.teardown_appcontext(web.close_db)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(crossings.bp)
+    app.teardown_appcontext(db.close_db)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -11,8 +11,8 @@ from flask import Blueprint, abort, jsonify
 
 from mqtt_schemas import TopicError, topics
 
-from . import queries
-from .web import db
+from ..store import queries
+from .db import db
 
 bp = Blueprint("devices", __name__, url_prefix="/api/devices")
 

@@ -1,0 +1,39 @@
+"""``borderlane-console``: the console's command line.
+
+A thin layer over the console's Python API and the shared wire contract: one module per
+command group, the broker options and error handling they share in :mod:`.options`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .commands import command
+from .contract import contract
+from .export import export_group
+from .ingest import ingest_command
+from .watchlist import watchlist as watchlist_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="borderlane", prog_name="borderlane-console")
+def cli() -> None:
+    """The Borderlane console: kiosks, watchlists, crossings and the wire contract.
+
+    \b
+    Examples:
+      borderlane-console contract topics
+      borderlane-console contract validate crossing record.json
+      borderlane-console contract validate health < heartbeats.jsonl
+      borderlane-console ingest --db console.db --broker broker:8883 \\
+          --cafile ca.crt --cert console.crt --key console.key
+      borderlane-console export crossings --db console.db --format csv --out crossings.csv
+    """
+
+
+for group in (contract, ingest_command, export_group, command, watchlist_group):
+    cli.add_command(group)
+
+
+def main() -> None:
+    cli(prog_name="borderlane-console")

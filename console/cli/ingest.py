@@ -1,0 +1,75 @@
+"""``borderlane-console ingest``: store what kiosks publish and ack it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import connection, ingest
+from ..store import StoreError
+from .options import broker_options, configure_logging, one_line_errors, run_until_stopped
+
+
+@click.command("ingest", short_help="Store what kiosks publish and ack it (runs until stopped).")
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Console database (SQLite); created if missing.",
+)
+@broker_options(node_id_use="stamped on acks")
+@click.option(
+    "--group",
+    default=ingest.DEFAULT_GROUP,
+    show_default=True,
+    help="Shared-subscription group; workers of one group share the load.",
+)
+@click.option(
+    "--client-id",
+    help="MQTT client id, fixed so the session survives restarts; one per worker "
+    "(default: NODE-ingest-GROUP).",
+)
+@click.option(
+    "--session-expiry",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seconds the broker keeps queuing for this worker while it is away.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
+@one_line_errors(ingest.IngestError, StoreError)
+def ingest_command(
+    db_path: Path,
+    endpoint: connection.Endpoint,
+    node_id: str,
+    group: str,
+    client_id: str | None,
+    session_expiry: int,
+    verbose: bool,
+) -> None:
+    """Store what kiosks publish (crossings, hits, decisions, availability, health, command
+    results) and ack the records after each commit. Runs until SIGINT or SIGTERM, then
+    commits, acks and disconnects.
+
+    Several workers may run with the same --group (and --db): the broker shares the records
+    among them. Give each worker its own --client-id.
+
+    \b
+    Examples:
+      borderlane-console ingest --db console.db --broker broker.example:8883 \\
+          --cafile ca.crt --cert console.crt --key console.key
+      borderlane-console ingest --db console.db --broker 10.0.0.5:8883 --group ingest \\
+          --client-id console-ingest-2 --cafile ca.crt --cert console.crt --key console.key
+    """
+    configure_logging(verbose)
+    config = ingest.IngestConfig(
+        db_path=db_path,
+        endpoint=endpoint,
+        node_id=node_id,
+        group=group,
+        client_id=client_id,
+        session_expiry=session_expiry,
+    )
+    run_until_stopped(ingest.IngestWorker(config).run)
