@@ -2,7 +2,7 @@
 
 ::
 
-    history = WatchlistHistory(db_path)                       # tables in the console database
+    history = WatchlistHistory("console.db")                  # or a postgresql:// URL
     publisher = WatchlistPublisher(history, signing_key, "wl-2026a", node_id="console-1")
     async with connection.client(endpoint, ...) as mqtt:
         published = await publisher.publish_list(mqtt, entries)   # (kind, entry_id, entry)...
@@ -34,15 +34,15 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import random
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 import mqtt_schemas
 from mqtt_schemas import PayloadError, TopicError, topics
@@ -57,7 +57,10 @@ from mqtt_schemas.watchlist import (
 
 from . import connection
 from .envelope import clock_state, utc_now, uuid7
-from .store import connect
+from .store import open_database
+from .store.schema import console_nodes, watchlist_chunks, watchlist_entries
+from .store.schema import watchlist_versions as versions
+from .store.writer import upsert
 
 __all__ = [
     "CatchupResponder",
@@ -74,35 +77,6 @@ DEFAULT_GROUP = "console-watchlist"
 Entry = tuple[str, str, dict[str, Any]]
 Step = tuple[Literal["delta", "snapshot"], int]
 """One thing to send: the delta leading to a version, or the snapshot of a version."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watchlist_versions (
-    version INTEGER PRIMARY KEY,
-    published_at TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    persons INTEGER NOT NULL,
-    documents INTEGER NOT NULL,
-    delta_chunks INTEGER,
-    delta_changes INTEGER,
-    delta_bytes INTEGER,
-    snapshot_chunks INTEGER,
-    snapshot_bytes INTEGER,
-    snapshot_sha256 TEXT
-);
-CREATE TABLE IF NOT EXISTS watchlist_chunks (
-    kind TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    chunk_index INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, version, chunk_index)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS watchlist_entries (
-    kind TEXT NOT NULL,
-    entry_id TEXT NOT NULL,
-    entry TEXT NOT NULL,
-    PRIMARY KEY (kind, entry_id)
-) WITHOUT ROWID;
-"""
 
 
 class WatchlistSetupError(Exception):
@@ -134,53 +108,71 @@ def _json(value: Any) -> str:
 
 
 class WatchlistHistory:
-    """The watchlist tables of the console database (one connection; use from one thread)."""
+    """The watchlist tables of the console database (use from the history's own thread,
+    through :meth:`call` from async code)."""
 
-    def __init__(self, db_path: Path | str) -> None:
-        self.path = Path(db_path)
-        self.db = connect(self.path)  # the console schema (and its seq counters) too
-        self.conn: sqlite3.Connection = self.db.conn
-        self.conn.executescript(_SCHEMA)
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.target = target
+        self.engine = open_database(target)  # the console schema (and its seq counters) too
+        self.reader = open_database(target, readonly=True)
+        self._tx: Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="watchlist")
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
-        self.conn.close()
+        self.reader.dispose()
+        self.engine.dispose()
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run *function* on the history's own thread: the publisher and the responder share
-        one connection, and every use of it goes through here from async code."""
+        the history, and every use of it goes through here from async code."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction; what the history reads meanwhile is read inside it."""
+        with self.engine.begin() as conn:
+            self._tx = conn
+            try:
+                yield conn
+            finally:
+                self._tx = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        if self._tx is not None:
+            yield self._tx
+        else:
+            with self.reader.connect() as conn:
+                yield conn
+
+    def _scalar(self, query: Any) -> Any:
+        with self._reading() as conn:
+            return conn.execute(query).scalar()
 
     # -- reading --------------------------------------------------------------------------
 
     def version(self) -> int:
         """The latest version (0: nothing published yet)."""
-        row = self.conn.execute("SELECT max(version) FROM watchlist_versions").fetchone()
-        return int(row[0] or 0)
+        return int(self._scalar(select(func.max(versions.c.version))) or 0)
 
     def entries(self) -> Iterator[Entry]:
         """The current list, as ``(kind, entry_id, entry)``."""
-        for kind, entry_id, entry in self.conn.execute(
-            "SELECT kind, entry_id, entry FROM watchlist_entries ORDER BY kind, entry_id"
-        ):
-            yield kind, entry_id, json.loads(entry)
+        e = watchlist_entries.c
+        with self._reading() as conn:
+            rows = conn.execute(select(e.kind, e.entry_id, e.entry).order_by(e.kind, e.entry_id))
+            for kind, entry_id, entry in rows:
+                yield kind, entry_id, json.loads(entry)
 
-    def _row(self, version: int) -> sqlite3.Row | None:
-        self.conn.row_factory = sqlite3.Row
-        try:
-            return self.conn.execute(
-                "SELECT * FROM watchlist_versions WHERE version = ?", (version,)
-            ).fetchone()
-        finally:
-            self.conn.row_factory = None
+    def _row(self, version: int) -> Any:
+        with self._reading() as conn:
+            return conn.execute(select(versions).where(versions.c.version == version)).first()
 
     def latest_snapshot(self) -> int | None:
-        row = self.conn.execute(
-            "SELECT max(version) FROM watchlist_versions WHERE snapshot_chunks IS NOT NULL"
-        ).fetchone()
-        return row[0]
+        return self._scalar(
+            select(func.max(versions.c.version)).where(versions.c.snapshot_chunks.is_not(None))
+        )
 
     def manifest_body(self) -> dict[str, Any] | None:
         """The manifest of the latest version, without its envelope (None before version 1)."""
@@ -191,39 +183,40 @@ class WatchlistHistory:
         snap = self._row(self.latest_snapshot() or 0)
         assert row is not None and snap is not None, "every history names a snapshot"
         delta = None
-        if row["delta_chunks"] is not None:
+        if row.delta_chunks is not None:
             delta = {
                 "from_version": latest - 1,
                 "to_version": latest,
-                "chunk_count": row["delta_chunks"],
+                "chunk_count": row.delta_chunks,
             }
         return {
             "version": latest,
-            "key_id": row["key_id"],
-            "published_at": row["published_at"],
-            "counts": {"persons": row["persons"], "documents": row["documents"]},
+            "key_id": row.key_id,
+            "published_at": row.published_at,
+            "counts": {"persons": row.persons, "documents": row.documents},
             "delta": delta,
             "snapshot": {
-                "version": snap["version"],
-                "chunk_count": snap["snapshot_chunks"],
-                "sha256": snap["snapshot_sha256"],
+                "version": snap.version,
+                "chunk_count": snap.snapshot_chunks,
+                "sha256": snap.snapshot_sha256,
             },
         }
 
     def status(self) -> dict[str, Any]:
         """What ``borderlane-console watchlist status`` prints."""
-        ((versions, first),) = self.conn.execute(
-            "SELECT count(*), min(version) FROM watchlist_versions"
-        ).fetchall()
-        ((chunks, size),) = self.conn.execute(
-            "SELECT count(*), coalesce(sum(length(body)), 0) FROM watchlist_chunks"
-        ).fetchall()
+        with self._reading() as conn:
+            kept, first = conn.execute(select(func.count(), func.min(versions.c.version))).one()
+            chunks, size = conn.execute(
+                select(
+                    func.count(), func.coalesce(func.sum(func.length(watchlist_chunks.c.body)), 0)
+                )
+            ).one()
         return {
             "manifest": self.manifest_body(),
-            "versions_kept": versions,
+            "versions_kept": kept,
             "oldest_version": first,
             "chunks_kept": chunks,
-            "chunk_bytes": size,
+            "chunk_bytes": int(size),
         }
 
     def plan(self, have_version: int, want: str) -> list[Step] | None:
@@ -241,21 +234,25 @@ class WatchlistHistory:
             if have_version >= latest:
                 return []
             if have_version >= 1:
-                sizes = dict(
-                    self.conn.execute(
-                        "SELECT version, delta_bytes FROM watchlist_versions "
-                        "WHERE version > ? AND delta_chunks IS NOT NULL",
-                        (have_version,),
-                    ).fetchall()
-                )
+                with self._reading() as conn:
+                    sizes = dict(
+                        conn.execute(
+                            select(versions.c.version, versions.c.delta_bytes).where(
+                                versions.c.version > have_version,
+                                versions.c.delta_chunks.is_not(None),
+                            )
+                        )
+                        .tuples()
+                        .all()
+                    )
                 if len(sizes) == latest - have_version:
                     deltas: list[Step] = [("delta", v) for v in sorted(sizes)]
                     snap = self.latest_snapshot()
                     if want == "delta" or snap is None or snap <= have_version:
                         return deltas
-                    (snapshot_bytes,) = self.conn.execute(
-                        "SELECT snapshot_bytes FROM watchlist_versions WHERE version = ?", (snap,)
-                    ).fetchone()
+                    snapshot_bytes = self._scalar(
+                        select(versions.c.snapshot_bytes).where(versions.c.version == snap)
+                    )
                     after = sum(size for version, size in sizes.items() if version > snap)
                     if sum(sizes.values()) <= snapshot_bytes + after:
                         return deltas
@@ -266,61 +263,88 @@ class WatchlistHistory:
 
     def chunk_count(self, step: Step) -> int:
         kind, version = step
-        column = "delta_chunks" if kind == "delta" else "snapshot_chunks"
-        row = self.conn.execute(
-            f"SELECT {column} FROM watchlist_versions WHERE version = ?", (version,)
-        ).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        column = versions.c.delta_chunks if kind == "delta" else versions.c.snapshot_chunks
+        found = self._scalar(select(column).where(versions.c.version == version))
+        return int(found or 0)
 
     def chunk(self, step: Step, index: int) -> dict[str, Any]:
         """One stored signed chunk (read one at a time: a snapshot may be hundreds of MiB)."""
         kind, version = step
-        (body,) = self.conn.execute(
-            "SELECT body FROM watchlist_chunks WHERE kind = ? AND version = ? AND chunk_index = ?",
-            (kind, version, index),
-        ).fetchone()
+        c = watchlist_chunks.c
+        body = self._scalar(
+            select(c.body).where(c.kind == kind, c.version == version, c.chunk_index == index)
+        )
         return json.loads(body)
 
     def reserve_seqs(self, node_id: str, count: int) -> range:
         """*count* sequence numbers of the console node *node_id* (shared with the acks)."""
         if count <= 0:
             return range(0)
-        (last,) = self.conn.execute(  # one statement: its own transaction
-            "INSERT INTO console_nodes (node_id, seq) VALUES (?, ?) "
-            "ON CONFLICT (node_id) DO UPDATE SET seq = seq + excluded.seq RETURNING seq",
-            (node_id, count),
-        ).fetchone()
+        with self.engine.begin() as conn:
+            statement = upsert(conn, console_nodes).values(node_id=node_id, seq=count)
+            last = conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[console_nodes.c.node_id],
+                    set_={"seq": console_nodes.c.seq + statement.excluded.seq},
+                ).returning(console_nodes.c.seq)
+            ).scalar_one()
         return range(last - count + 1, last + 1)
 
     # -- writing (inside WatchlistPublisher.prepare's transaction) -------------------------
 
     def _store_chunks(self, kind: str, version: int, chunks: list[dict[str, Any]]) -> int:
-        rows = [(kind, version, c["chunk_index"], _json(c)) for c in chunks]
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO watchlist_chunks (kind, version, chunk_index, body) "
-            "VALUES (?, ?, ?, ?)",
+        assert self._tx is not None, "written inside a transaction"
+        rows = [
+            {"kind": kind, "version": version, "chunk_index": c["chunk_index"], "body": _json(c)}
+            for c in chunks
+        ]
+        statement = upsert(self._tx, watchlist_chunks)
+        self._tx.execute(
+            statement.on_conflict_do_update(
+                index_elements=[
+                    watchlist_chunks.c.kind,
+                    watchlist_chunks.c.version,
+                    watchlist_chunks.c.chunk_index,
+                ],
+                set_={"body": statement.excluded.body},
+            ),
             rows,
         )
-        return sum(len(row[3]) for row in rows)
+        return sum(len(row["body"]) for row in rows)
 
     def _apply_to_entries(self, changes: Iterable[dict[str, Any]]) -> None:
+        conn = self._tx
+        assert conn is not None, "written inside a transaction"
+        e = watchlist_entries.c
+        removed, put = [], []
         for change in changes:
-            key = (change["kind"], change["entry_id"])
+            key = {"kind": change["kind"], "entry_id": change["entry_id"]}
             if change["op"] == "remove":
-                self.conn.execute(
-                    "DELETE FROM watchlist_entries WHERE kind = ? AND entry_id = ?", key
-                )
+                removed.append(key)
             else:
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO watchlist_entries (kind, entry_id, entry) "
-                    "VALUES (?, ?, ?)",
-                    (*key, _json(change["entry"])),
-                )
+                put.append({**key, "entry": _json(change["entry"])})
+        if removed:
+            conn.execute(
+                delete(watchlist_entries).where(
+                    e.kind == bindparam("b_kind"), e.entry_id == bindparam("b_entry_id")
+                ),
+                [{"b_kind": k["kind"], "b_entry_id": k["entry_id"]} for k in removed],
+            )
+        if put:
+            statement = upsert(conn, watchlist_entries)
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[e.kind, e.entry_id], set_={"entry": statement.excluded.entry}
+                ),
+                put,
+            )
 
     def _counts(self) -> dict[str, int]:
-        counts = dict(
-            self.conn.execute("SELECT kind, count(*) FROM watchlist_entries GROUP BY kind")
-        )
+        e = watchlist_entries.c
+        with self._reading() as conn:
+            counts = dict(
+                conn.execute(select(e.kind, func.count()).group_by(e.kind)).tuples().all()
+            )
         return {"persons": counts.get("person", 0), "documents": counts.get("document", 0)}
 
 
@@ -367,13 +391,11 @@ class WatchlistPublisher:
         ``snapshot_every`` versions, or when the deltas since the last one outweigh it).
         """
         new = list(entries)
-        history, conn = self.history, self.history.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        history = self.history
+        with history.transaction() as conn:
             current = history.version()
             changes = diff(history.entries(), new)
             if not changes:
-                conn.execute("ROLLBACK")
                 return Published(current, 0, 0, False)
             version = current + 1
             history._apply_to_entries(changes)
@@ -384,67 +406,57 @@ class WatchlistPublisher:
                 delta_chunks = len(chunks)
             counts = history._counts()
             conn.execute(
-                "INSERT INTO watchlist_versions (version, published_at, key_id, persons, "
-                "documents, delta_chunks, delta_changes, delta_bytes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    version,
-                    utc_now(),
-                    self.key_id,
-                    counts["persons"],
-                    counts["documents"],
-                    delta_chunks,
-                    len(changes),
-                    delta_bytes,
-                ),
+                versions.insert().values(
+                    version=version,
+                    published_at=utc_now(),
+                    key_id=self.key_id,
+                    persons=counts["persons"],
+                    documents=counts["documents"],
+                    delta_chunks=delta_chunks,
+                    delta_changes=len(changes),
+                    delta_bytes=delta_bytes,
+                )
             )
             if snapshot is None:
                 snapshot = current == 0 or self._snapshot_due(version)
             if snapshot:
                 self._store_snapshot(version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return Published(version, len(changes), delta_chunks or 0, bool(snapshot))
 
     def _snapshot_due(self, version: int) -> bool:
         last = self.history.latest_snapshot() or 0
         if version - last >= self.snapshot_every:
             return True
-        (since, snapshot_bytes) = self.history.conn.execute(
-            "SELECT (SELECT coalesce(sum(delta_bytes), 0) FROM watchlist_versions "
-            "WHERE version > ?1), (SELECT snapshot_bytes FROM watchlist_versions "
-            "WHERE version = ?1)",
-            (last,),
-        ).fetchone()
+        v = versions.c
+        since = self.history._scalar(
+            select(func.coalesce(func.sum(v.delta_bytes), 0)).where(v.version > last)
+        )
+        snapshot_bytes = self.history._scalar(select(v.snapshot_bytes).where(v.version == last))
         return snapshot_bytes is not None and since >= snapshot_bytes
 
     def _store_snapshot(self, version: int) -> None:
-        chunks = self._sign(
-            "snapshot", snapshot_changes(self.history.entries()), to_version=version
-        )
-        size = self.history._store_chunks("snapshot", version, chunks)
-        self.history.conn.execute(
-            "UPDATE watchlist_versions SET snapshot_chunks = ?, snapshot_bytes = ?, "
-            "snapshot_sha256 = ? WHERE version = ?",
-            (len(chunks), size, chunks[0]["changes_sha256"], version),
+        history = self.history
+        assert history._tx is not None, "written inside a transaction"
+        chunks = self._sign("snapshot", snapshot_changes(history.entries()), to_version=version)
+        size = history._store_chunks("snapshot", version, chunks)
+        history._tx.execute(
+            update(versions)
+            .where(versions.c.version == version)
+            .values(
+                snapshot_chunks=len(chunks),
+                snapshot_bytes=size,
+                snapshot_sha256=chunks[0]["changes_sha256"],
+            )
         )
 
     def snapshot(self) -> int:
         """Keep a snapshot of the current version (if it has none yet); return the version."""
-        conn = self.history.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.history.transaction():
             version = self.history.version()
             if version == 0:
                 raise WatchlistSetupError("nothing published yet: no version to snapshot")
             if self.history.latest_snapshot() != version:
                 self._store_snapshot(version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return version
 
     async def publish_list(

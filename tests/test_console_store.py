@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -21,8 +22,8 @@ from console.records import (
     Record,
     classify,
 )
-from console.store import Store, connect, connect_readonly
-from harness.console import availability, crossing, health
+from console.store import Store, open_database
+from harness.console import availability, crossing, health, rows
 from mqtt_schemas import topics
 
 NOW = "2026-11-24T10:00:00.000Z"
@@ -38,14 +39,19 @@ def items(*messages: tuple[str, bytes]):
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = Store.open(tmp_path / "console.db")
+def store(console_db):
+    """A store on a new database: every test that takes it runs on SQLite and PostgreSQL."""
+    opened = Store.open(console_db)
     yield opened
     opened.close()
 
 
+def query(store: Store, sql: str, *params) -> list[tuple]:
+    return rows(store.engine, sql, *params)
+
+
 def count(store: Store, table: str) -> int:
-    return store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return query(store, f"SELECT count(*) FROM {table}")[0][0]
 
 
 # -- classification ------------------------------------------------------------------------
@@ -166,15 +172,15 @@ def test_an_id_stored_with_other_content_is_quarantined_and_rejected(store):
     assert (
         "already stored with different content" in outcome.acks["kiosk-s4"].rejected[record["id"]]
     )
-    assert store.conn.execute("SELECT lane FROM crossings").fetchone()[0] == record["lane"]
+    assert query(store, "SELECT lane FROM crossings") == [(record["lane"],)]
 
 
 def test_the_same_quarantined_message_twice_is_one_row_counted_twice(store):
     bad = message("kiosk-s5", "crossings", b"{oops")
     store.apply(items(bad), "console-1", NOW)
     store.apply(items(bad), "console-1", "2026-11-24T10:00:05.000Z")
-    row = store.conn.execute("SELECT times, received_at, last_received_at FROM quarantine")
-    assert row.fetchall() == [(2, NOW, "2026-11-24T10:00:05.000Z")]
+    found = query(store, "SELECT times, received_at, last_received_at FROM quarantine")
+    assert found == [(2, NOW, "2026-11-24T10:00:05.000Z")]
 
 
 def test_hits_and_decisions_are_stored_before_their_crossing(store):
@@ -189,12 +195,12 @@ def test_hits_and_decisions_are_stored_before_their_crossing(store):
         NOW,
     )
     assert outcome.stored == 2
-    assert store.conn.execute("SELECT crossing_id FROM hits").fetchone()[0] == hit["crossing_id"]
-    assert store.conn.execute("SELECT officer_id FROM decisions").fetchone()[0] == "BDF-2231"
+    assert query(store, "SELECT crossing_id FROM hits") == [(hit["crossing_id"],)]
+    assert query(store, "SELECT officer_id FROM decisions") == [("BDF-2231",)]
 
 
-def test_ack_sequence_numbers_are_reserved_in_the_commit_and_survive_a_restart(tmp_path):
-    path = tmp_path / "console.db"
+def test_ack_sequence_numbers_are_reserved_in_the_commit_and_survive_a_restart(console_db):
+    path = console_db
     first = Store.open(path)
     a = first.apply(items(message("k1", "crossings", crossing("k1", 1))), "console-1", NOW)
     first.close()
@@ -215,9 +221,10 @@ def test_ack_sequence_numbers_are_reserved_in_the_commit_and_survive_a_restart(t
 
 
 def device(store: Store, device_id: str) -> tuple:
-    return store.conn.execute(
-        "SELECT state, session, offline_reason FROM devices WHERE device_id = ?", (device_id,)
-    ).fetchone()
+    (found,) = query(
+        store, "SELECT state, session, offline_reason FROM devices WHERE device_id = ?", device_id
+    )
+    return found
 
 
 def test_a_birth_always_wins_and_a_stale_offline_is_logged_not_applied(store):
@@ -229,8 +236,8 @@ def test_a_birth_always_wins_and_a_stale_offline_is_logged_not_applied(store):
     ):
         store.apply(items(message(d, "availability", payload)), "console-1", NOW)
     assert device(store, d) == ("online", 6, None)
-    applied = store.conn.execute("SELECT session, applied FROM availability_log ORDER BY rowid")
-    assert applied.fetchall() == [(5, 1), (6, 1), (5, 0)]
+    applied = query(store, "SELECT state, session, applied FROM availability_log")
+    assert sorted(applied) == [("offline", 5, 0), ("online", 5, 1), ("online", 6, 1)]
     # a birth with a lower session (the kiosk's storage was replaced) still wins
     store.apply(items(message(d, "availability", availability(d, "online", 1, 4))), "c", NOW)
     assert device(store, d) == ("online", 1, None)
@@ -259,38 +266,42 @@ def test_heartbeats_keep_the_latest_of_a_session_and_revive_a_newer_session(stor
     )
     store.apply(items(message(d, "health", health(d, 3, 11))), "c", NOW)
     store.apply(items(message(d, "health", health(d, 3, 10))), "c", NOW)
-    row = store.conn.execute("SELECT state, session, health_seq FROM devices").fetchone()
-    assert row == ("online", 3, 11)
+    assert query(store, "SELECT state, session, health_seq FROM devices") == [("online", 3, 11)]
     store.apply(items(message(d, "health", health(d, 1, 2))), "c", NOW)  # counters restarted
-    row = store.conn.execute("SELECT state, session, health_seq FROM devices").fetchone()
-    assert row == ("online", 3, 2)
+    assert query(store, "SELECT state, session, health_seq FROM devices") == [("online", 3, 2)]
 
 
 def test_readonly_connections_refuse_what_is_not_a_console_database(tmp_path):
     from console.store import StoreError
 
     with pytest.raises(StoreError, match="no console database"):
-        connect_readonly(tmp_path / "missing.db")
+        open_database(tmp_path / "missing.db", readonly=True)
     (tmp_path / "other.db").write_bytes(b"")
     with pytest.raises(StoreError, match="not a console database"):
-        connect_readonly(tmp_path / "other.db")
+        open_database(tmp_path / "other.db", readonly=True)
 
 
 def _open_at_once(path: str, ready, failures) -> None:
     ready.wait()
     try:
-        connect(path).conn.close()
+        open_database(path).dispose()
     except Exception as exc:  # reported to the test, which names it
         failures.put(f"{type(exc).__name__}: {exc}")
 
 
-def test_workers_starting_together_all_open_a_fresh_database(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_starting_together_all_open_a_fresh_database(backend, tmp_path, request):
     """Ingest workers, the watchlist server and the CLI may start at the same moment on a new
-    file: each must get the database, none 'database is locked'."""
+    database: each must get it with its schema made once, none 'database is locked' (SQLite)
+    or 'relation already exists' (PostgreSQL)."""
     context = multiprocessing.get_context("fork")
     failures = context.Queue()
     for attempt in range(8):
-        path = str(tmp_path / f"console-{attempt}.db")
+        if backend == "sqlite":
+            path = str(tmp_path / f"console-{attempt}.db")
+        else:
+            server = request.getfixturevalue("postgres_server")
+            path = server.create_database(f"together_{attempt}_{os.getpid()}")
         ready = context.Barrier(4)
         workers = [
             context.Process(target=_open_at_once, args=(path, ready, failures)) for _ in range(4)

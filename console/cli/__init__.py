@@ -10,6 +10,7 @@ import click
 
 from .commands import command
 from .contract import contract
+from .db import db_group
 from .export import export_group
 from .ingest import ingest_command
 from .watchlist import watchlist as watchlist_group
@@ -28,10 +29,12 @@ def cli() -> None:
       borderlane-console ingest --db console.db --broker broker:8883 \\
           --cafile ca.crt --cert console.crt --key console.key
       borderlane-console export crossings --db console.db --format csv --out crossings.csv
+      borderlane-console db upgrade --db console.db
+      borderlane-console db backup --db console.db --out console-copy.db
     """
 
 
-for group in (contract, ingest_command, export_group, command, watchlist_group):
+for group in (contract, db_group, ingest_command, export_group, command, watchlist_group):
     cli.add_command(group)
 
 

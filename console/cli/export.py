@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
-from ..store import StoreError, connect_readonly, export
+from ..store import StoreError, export, open_database
+from .options import db_option, one_line_errors
 
 
 @click.group("export")
@@ -17,13 +17,7 @@ def export_group() -> None:
 
 
 @export_group.command("crossings")
-@click.option(
-    "--db",
-    "db_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Console database.",
-)
+@db_option("must exist")
 @click.option(
     "--format",
     "fmt",
@@ -37,29 +31,28 @@ def export_group() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Output file (default: standard output).",
 )
-def export_crossings(db_path: Path, fmt: export.Format, out: Path | None) -> None:
+@one_line_errors(StoreError)
+def export_crossings(db: str, fmt: export.Format, out: Path | None) -> None:
     """Write every stored crossing, ordered by the kiosk's time.
 
     \b
     Examples:
       borderlane-console export crossings --db console.db > crossings.jsonl
       borderlane-console export crossings --db console.db --format csv --out crossings.csv
+      borderlane-console export crossings --db postgresql://console@db.example/console
     """
+    engine = open_database(db, readonly=True)
     try:
-        conn = connect_readonly(db_path)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        if out is None:
-            count = export.export_crossings(conn, fmt, sys.stdout)
-        else:
-            with out.open("w", encoding="utf-8", newline="") as handle:
-                count = export.export_crossings(conn, fmt, handle)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read {db_path}: {exc}") from None
+        with engine.connect() as conn:
+            if out is None:
+                count = export.export_crossings(conn, fmt, sys.stdout)
+            else:
+                try:
+                    with out.open("w", encoding="utf-8", newline="") as handle:
+                        count = export.export_crossings(conn, fmt, handle)
+                except OSError as exc:
+                    raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
     finally:
-        conn.close()
+        engine.dispose()
     if out is not None:
         click.echo(f"{count} crossing{'s' if count != 1 else ''} written to {out}", err=True)

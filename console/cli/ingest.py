@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .. import connection, ingest
 from ..store import StoreError
-from .options import broker_options, configure_logging, one_line_errors, run_until_stopped
+from .options import (
+    broker_options,
+    configure_logging,
+    db_option,
+    one_line_errors,
+    run_until_stopped,
+)
 
 
 @click.command("ingest", short_help="Store what kiosks publish and ack it (runs until stopped).")
-@click.option(
-    "--db",
-    "db_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Console database (SQLite); created if missing.",
-)
+@db_option()
 @broker_options(node_id_use="stamped on acks")
 @click.option(
     "--group",
@@ -41,7 +39,7 @@ from .options import broker_options, configure_logging, one_line_errors, run_unt
 @click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
 @one_line_errors(ingest.IngestError, StoreError)
 def ingest_command(
-    db_path: Path,
+    db: str,
     endpoint: connection.Endpoint,
     node_id: str,
     group: str,
@@ -65,7 +63,7 @@ def ingest_command(
     """
     configure_logging(verbose)
     config = ingest.IngestConfig(
-        db_path=db_path,
+        db=db,
         endpoint=endpoint,
         node_id=node_id,
         group=group,

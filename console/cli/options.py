@@ -20,16 +20,19 @@ from typing import Any, TypeVar
 
 import aiomqtt
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from mqtt_schemas import TopicError, topics
 
 from .. import connection
+from ..store.database import reason as database_reason
 
 __all__ = [
     "EXISTING_FILE",
     "BadOption",
     "broker_options",
     "configure_logging",
+    "db_option",
     "one_line_errors",
     "resolve_node_id",
     "run_until_stopped",
@@ -54,6 +57,24 @@ def resolve_node_id(node_id: str | None, cert_file: Path, suffix: str = "") -> s
         if suffix:
             node_id = f"{node_id}{suffix}"[:_MAX_NODE_ID]
     return topics.check_device_id(node_id)
+
+
+DB_ENV = "BORDERLANE_CONSOLE_DB"
+
+
+def db_option(use: str = "created if missing") -> Callable[[F], F]:
+    """``--db TARGET``: the console database, a SQLite file or a PostgreSQL URL (given as
+    ``db``, a string). Also read from ``$BORDERLANE_CONSOLE_DB``, so a URL need not sit on a
+    command line; a PostgreSQL password is best left to ``PGPASSWORD`` or ``~/.pgpass``."""
+    return click.option(
+        "--db",
+        "db",
+        required=True,
+        envvar=DB_ENV,
+        show_envvar=True,
+        metavar="PATH|URL",
+        help=f"Console database: a SQLite file ({use}) or postgresql://USER@HOST/NAME.",
+    )
 
 
 class BadOption(click.ClickException):
@@ -135,6 +156,8 @@ def one_line_errors(*expected: type[Exception]) -> Callable[[F], F]:
                 raise click.ClickException(str(exc)) from None
             except aiomqtt.MqttError as exc:
                 raise click.ClickException(f"broker: {exc}") from None
+            except SQLAlchemyError as exc:
+                raise click.ClickException(f"console database: {database_reason(exc)}") from None
             except sqlite3.Error as exc:
                 raise click.ClickException(f"console database: {exc}") from None
             except OSError as exc:

@@ -18,7 +18,7 @@ from mqtt_schemas import TopicError
 from mqtt_schemas.watchlist import KEY_ID, WatchlistError, load_private_key
 
 from .. import connection
-from ..store import StoreError
+from ..store import StoreError, describe, open_database
 from ..watchlist import (
     DEFAULT_GROUP,
     CatchupResponder,
@@ -31,6 +31,7 @@ from .options import (
     EXISTING_FILE,
     broker_options,
     configure_logging,
+    db_option,
     one_line_errors,
     run_until_stopped,
 )
@@ -45,14 +46,7 @@ _one_line_errors = one_line_errors(
 _broker_options = broker_options(node_id_use="stamped on the watchlist messages it sends")
 
 
-def _db_option(command: F) -> F:
-    return click.option(
-        "--db",
-        "db_path",
-        required=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Console database (SQLite); the watchlist history lives there.",
-    )(command)
+_db_option = db_option("the watchlist history lives there")
 
 
 def _key_options(command: F) -> F:
@@ -104,7 +98,7 @@ def watchlist() -> None:
 @click.argument("list_file", metavar="LIST.jsonl", type=EXISTING_FILE)
 @_one_line_errors
 def publish_command(
-    db_path: Path,
+    db: str,
     signing_key: Path,
     key_id: str,
     endpoint: connection.Endpoint,
@@ -128,7 +122,7 @@ def publish_command(
     """
     with list_file.open("rb") as handle:
         entries = read_list(handle, str(list_file))
-    history = WatchlistHistory(db_path)
+    history = WatchlistHistory(db)
     try:
         publisher = _publisher(history, signing_key, key_id, node_id, max_changes=max_changes)
         published = asyncio.run(_publish(publisher, endpoint, node_id, entries, snapshot))
@@ -152,22 +146,21 @@ async def _publish(publisher, endpoint, node, entries, snapshot):
 @watchlist.command("status")
 @_db_option
 @_one_line_errors
-def status_command(db_path: Path) -> None:
+def status_command(db: str) -> None:
     """Print the latest version (its manifest) and what history is kept, as JSON.
 
     \b
     Example:
       borderlane-console watchlist status --db console.db
     """
-    if not db_path.is_file():
-        raise click.ClickException(f"no console database at {db_path}")
-    history = WatchlistHistory(db_path)
+    open_database(db, readonly=True).dispose()  # "no console database at ..." if missing
+    history = WatchlistHistory(db)
     try:
         status = history.status()
     finally:
         history.close()
     if status["manifest"] is None:
-        raise click.ClickException(f"{db_path}: no watchlist published yet")
+        raise click.ClickException(f"{describe(db)}: no watchlist published yet")
     click.echo(json.dumps(status, indent=2))
 
 
@@ -180,7 +173,7 @@ def status_command(db_path: Path) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log MQTT traffic too.")
 @_one_line_errors
 def serve_command(
-    db_path: Path,
+    db: str,
     signing_key: Path,
     key_id: str,
     endpoint: connection.Endpoint,
@@ -203,7 +196,7 @@ def serve_command(
           --key console.key &
     """
     configure_logging(verbose)
-    history = WatchlistHistory(db_path)
+    history = WatchlistHistory(db)
     try:
         publisher = _publisher(history, signing_key, key_id, node_id)
         responder = CatchupResponder(

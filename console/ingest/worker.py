@@ -2,7 +2,7 @@
 
 ::
 
-    worker = IngestWorker(IngestConfig(db_path, endpoint, node_id="console-1"))
+    worker = IngestWorker(IngestConfig("console.db", endpoint, node_id="console-1"))
     await worker.run(stop)          # until *stop* (an asyncio.Event) is set
 
 Subscriptions. The record channels (crossings, hits, decisions), command results and heartbeats
@@ -47,13 +47,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+from sqlalchemy.exc import SQLAlchemyError
 
 from mqtt_schemas import topics
 
 from .. import acks, connection
 from ..envelope import clock_state, utc_now
 from ..records import Item, classify
-from ..store import Store
+from ..store import Store, describe
+from ..store.database import is_disconnect
+from ..store.database import reason as database_reason
 from . import paho_speedups
 
 log = logging.getLogger("borderlane.console.ingest")
@@ -70,7 +73,8 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class IngestConfig:
-    db_path: Path
+    db: str | Path
+    """The console database: a SQLite path or a ``postgresql://`` URL."""
     endpoint: connection.Endpoint
     node_id: str
     """The console's node id, stamped as ``device_id`` on the acks it publishes."""
@@ -83,6 +87,8 @@ class IngestConfig:
     receive_maximum: int = 2000
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    database_retry_max: float = 10.0
+    """Longest wait between tries while the database cannot be reached."""
 
     @property
     def mqtt_client_id(self) -> str:
@@ -108,6 +114,7 @@ class Stats:
     stale_offlines: int = 0
     acks_sent: int = 0
     acks_failed: int = 0
+    database_outages: int = 0
     largest_batch: int = 0
 
 
@@ -133,7 +140,7 @@ class IngestWorker:
         loop = asyncio.get_running_loop()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
         try:
-            self._store = await loop.run_in_executor(self._writer, Store.open, self.config.db_path)
+            self._store = await loop.run_in_executor(self._writer, Store.open, self.config.db)
             delay = self.config.reconnect_min
             while not stop.is_set():
                 connects = self.stats.connects
@@ -225,6 +232,8 @@ class _Session:
         self.first_at = 0.0
         self.wakeup = asyncio.Event()
         self.closing = False
+        self.stopping = asyncio.Event()
+        """Set with *closing*: ends a wait for the database."""
         self.ack_tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -239,6 +248,7 @@ class _Session:
             stopper.cancel()
             await asyncio.gather(receiver, stopper, return_exceptions=True)
             self.closing = True
+            self.stopping.set()
             self.wakeup.set()
             try:
                 await committer  # commits what was received, then returns
@@ -286,15 +296,45 @@ class _Session:
                     continue
             batch = self.pending[:max_batch]
             del self.pending[:max_batch]
-            await self._commit(batch)
+            if not await self._commit(batch):
+                return  # stopping while the database is away: the broker keeps the batch
 
-    async def _commit(self, batch: list[tuple[Item, aiomqtt.Message]]) -> None:
+    async def _commit(self, batch: list[tuple[Item, aiomqtt.Message]]) -> bool:
+        """Store *batch*, then acknowledge it; False if stopped while the database was away.
+
+        While the database cannot be reached, nothing is acknowledged: the broker keeps the
+        messages (at most ``receive_maximum`` in flight) and the kiosks keep their records, so
+        a console database outage costs a delay, never a record.
+        """
         worker, config = self.worker, self.config
         store = worker._store
         assert store is not None
-        outcome = await self.loop.run_in_executor(
-            worker._writer, store.apply, [item for item, _ in batch], config.node_id, utc_now()
-        )
+        items = [item for item, _ in batch]
+        delay = config.reconnect_min
+        while True:
+            try:
+                outcome = await self.loop.run_in_executor(
+                    worker._writer, store.apply, items, config.node_id, utc_now()
+                )
+                break
+            except SQLAlchemyError as exc:
+                if not is_disconnect(exc):
+                    raise
+                worker.stats.database_outages += 1
+                log.warning(
+                    "console database %s: %s; %d messages kept unacknowledged, retrying in %.1f s",
+                    describe(config.db),
+                    database_reason(exc),
+                    len(batch),
+                    delay,
+                )
+                if self.closing:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                if self.closing:
+                    return False
+                delay = min(delay * 2, config.database_retry_max)
         for _, message in batch:
             connection.puback(self.mqtt, message)
         stats = worker.stats
@@ -318,6 +358,7 @@ class _Session:
             task = asyncio.create_task(self._publish_ack(topic, payload))
             self.ack_tasks.add(task)
             task.add_done_callback(self.ack_tasks.discard)
+        return True
 
     async def _publish_ack(self, topic: str, payload: bytes) -> None:
         try:

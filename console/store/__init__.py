@@ -1,6 +1,13 @@
-"""The console's storage: the schema and writer (:mod:`.writer`), read-side queries
-(:mod:`.queries`) and exports (:mod:`.export`)."""
+"""The console's storage, on SQLite or PostgreSQL through SQLAlchemy Core.
 
-from .writer import Store, StoreError, connect, connect_readonly
+- :mod:`.database`: opening a database by path or URL, the schema version check, retries;
+- :mod:`.schema`: the tables; :mod:`.migrations`: their versions (Alembic);
+- :mod:`.writer`: the ingest worker's idempotent, batched write side;
+- :mod:`.queries`: the read side shared by the web app and the CLI; :mod:`.export`;
+- :mod:`.admin`: ``db upgrade`` and ``db backup``.
+"""
 
-__all__ = ["Store", "StoreError", "connect", "connect_readonly"]
+from .database import StoreError, describe, open_database
+from .writer import Outcome, Store
+
+__all__ = ["Outcome", "Store", "StoreError", "describe", "open_database"]

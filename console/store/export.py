@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from typing import Literal, TextIO
+
+from sqlalchemy import Connection
 
 from .queries import CROSSING_COLUMNS, iter_crossings
 
@@ -13,7 +14,7 @@ Format = Literal["jsonl", "csv"]
 FORMATS: tuple[Format, ...] = ("jsonl", "csv")
 
 
-def export_crossings(conn: sqlite3.Connection, fmt: Format, out: TextIO) -> int:
+def export_crossings(conn: Connection, fmt: Format, out: TextIO) -> int:
     """Write every crossing to *out* in *fmt*; return how many were written."""
     count = 0
     if fmt == "jsonl":

@@ -1,15 +1,18 @@
 """Read-side queries over the console database, shared by the web app and the export command.
 
-Every function takes a connection from :func:`console.store.connect_readonly` (rows as
-``sqlite3.Row``) and returns plain JSON-ready values.
+Every function takes a SQLAlchemy connection (from ``open_database(target, readonly=True)``)
+and returns plain JSON-ready values; the same query runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
+
+from sqlalchemy import Connection, Row, desc, func, select
+
+from .schema import RECORD_TABLES, availability_log, crossings, devices, quarantine
 
 CROSSING_COLUMNS = (
     "id",
@@ -41,61 +44,75 @@ _DEVICE_FIELDS = (
     "health_time",
     "health_received_at",
 )
+_STREAM_ROWS = 1000
 
 
-def iter_crossings(conn: sqlite3.Connection, columns: tuple[str, ...]) -> Iterator[tuple]:
-    """Every stored crossing, by the kiosk's time then id, as tuples of *columns*."""
+def iter_crossings(conn: Connection, columns: tuple[str, ...]) -> Iterator[tuple]:
+    """Every stored crossing, by the kiosk's time then id, as tuples of *columns*.
+
+    Streamed (a server-side cursor on PostgreSQL), so an export of millions of crossings does
+    not hold them all in memory.
+    """
     unknown = set(columns) - {*CROSSING_COLUMNS, "payload"}
     if unknown:
         raise ValueError(f"unknown crossing columns: {', '.join(sorted(unknown))}")
-    cursor = conn.execute(f"SELECT {', '.join(columns)} FROM crossings ORDER BY time, id")
-    cursor.row_factory = None  # plain tuples, whatever the connection's factory
-    yield from cursor
+    query = select(*(crossings.c[name] for name in columns)).order_by(
+        crossings.c.time, crossings.c.id
+    )
+    result = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(query)
+    for row in result:
+        yield tuple(row)
 
 
-def _device(row: sqlite3.Row) -> dict[str, Any]:
-    found = {name: row[name] for name in _DEVICE_FIELDS}
-    found["health"] = json.loads(row["health"]) if row["health"] else None
+def _device(row: Row) -> dict[str, Any]:
+    mapping = row._mapping
+    found = {name: mapping[name] for name in _DEVICE_FIELDS}
+    found["health"] = json.loads(mapping["health"]) if mapping["health"] else None
     return found
 
 
-def fleet(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def fleet(conn: Connection) -> list[dict[str, Any]]:
     """Every known kiosk with its availability and latest heartbeat, by device id."""
-    rows = conn.execute("SELECT * FROM devices ORDER BY device_id")
+    rows = conn.execute(select(devices).order_by(devices.c.device_id))
     return [_device(row) for row in rows]
 
 
-def device(conn: sqlite3.Connection, device_id: str, history: int = 20) -> dict[str, Any] | None:
+def device(conn: Connection, device_id: str, history: int = 20) -> dict[str, Any] | None:
     """One kiosk in detail: state, heartbeat, what it sent, its latest availability messages."""
-    row = conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
     if row is None:
         return None
     found = _device(row)
     records: dict[str, Any] = {}
-    for table in ("crossings", "hits", "decisions"):
+    for name, spec in RECORD_TABLES.items():
+        table = spec.table
         count, last_seq, last_time = conn.execute(
-            f"SELECT count(*), max(seq), max(time) FROM {table} WHERE device_id = ?",
-            (device_id,),
-        ).fetchone()
-        records[table] = {"count": count, "last_seq": last_seq, "last_time": last_time}
+            select(func.count(), func.max(table.c.seq), func.max(table.c.time)).where(
+                table.c.device_id == device_id
+            )
+        ).one()
+        records[name] = {"count": count, "last_seq": last_seq, "last_time": last_time}
     found["records"] = records
-    (found["quarantined"],) = conn.execute(
-        "SELECT count(*) FROM quarantine WHERE device_id = ?", (device_id,)
-    ).fetchone()
+    found["quarantined"] = conn.execute(
+        select(func.count()).select_from(quarantine).where(quarantine.c.device_id == device_id)
+    ).scalar_one()
+    log = availability_log.c
     found["availability_log"] = [
-        dict(r)
+        dict(r._mapping)
         for r in conn.execute(
-            "SELECT id, state, session, reason, time, received_at, applied "
-            "FROM availability_log WHERE device_id = ? ORDER BY received_at DESC, rowid DESC "
-            "LIMIT ?",
-            (device_id, history),
+            select(
+                log.id, log.state, log.session, log.reason, log.time, log.received_at, log.applied
+            )
+            .where(log.device_id == device_id)
+            .order_by(desc(log.received_at), desc(log.time), desc(log.id))
+            .limit(history)
         )
     ]
     return found
 
 
 def crossing_counts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     site: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -104,13 +121,13 @@ def crossing_counts(
 
     *since* and *until* are inclusive ``YYYY-MM-DD`` bounds.
     """
-    where, params = [], []
-    for clause, value in (("site = ?", site), ("day >= ?", since), ("day <= ?", until)):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    sql = "SELECT site, day, outcome, count(*) AS count FROM crossings"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " GROUP BY site, day, outcome ORDER BY site, day, outcome"
-    return [dict(row) for row in conn.execute(sql, params)]
+    c = crossings.c
+    query = select(c.site, c.day, c.outcome, func.count().label("count"))
+    if site is not None:
+        query = query.where(c.site == site)
+    if since is not None:
+        query = query.where(c.day >= since)
+    if until is not None:
+        query = query.where(c.day <= until)
+    query = query.group_by(c.site, c.day, c.outcome).order_by(c.site, c.day, c.outcome)
+    return [dict(row._mapping) for row in conn.execute(query)]

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import sqlite3
+from flask import Flask, current_app, g
+from sqlalchemy import Connection, Engine
 
-from flask import current_app, g
-
-from ..store import connect_readonly
+from ..store import open_database
 
 
-def db() -> sqlite3.Connection:
+def engine(app: Flask) -> Engine:
+    """The app's read-only engine (one pool per app), opened on first use."""
+    found = app.extensions.get("borderlane_db")
+    if found is None:
+        found = app.extensions["borderlane_db"] = open_database(
+            app.config["DATABASE"], readonly=True
+        )
+    return found
+
+
+def db() -> Connection:
     """The read-only connection of this request (opened on first use, closed at teardown)."""
     if "db" not in g:
-        g.db = connect_readonly(current_app.config["DATABASE"])
+        g.db = engine(current_app).connect()
     return g.db
 
 

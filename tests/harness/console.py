@@ -16,18 +16,19 @@ import asyncio
 import copy
 import itertools
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from sqlalchemy import Engine, text
 
 import mqtt_schemas
 from console.connection import Endpoint
 from console.envelope import utc_now, uuid7
 from console.ingest import IngestConfig, IngestWorker
+from console.store import StoreError, open_database
 from mqtt_schemas import topics
 
 NODE_ID = "console-1"
@@ -65,7 +66,7 @@ def health(device_id: str, session: int, seq: int) -> dict[str, Any]:
     return payload
 
 
-def worker_config(broker: Any, db_path: Path, **overrides: Any) -> IngestConfig:
+def worker_config(broker: Any, db: str | Path, **overrides: Any) -> IngestConfig:
     """A worker of the test broker's console identity, with a client id and group of its own.
 
     Its own group by default: Mosquitto keeps handing a group's messages to the sessions of
@@ -74,7 +75,7 @@ def worker_config(broker: Any, db_path: Path, **overrides: Any) -> IngestConfig:
     identity = broker.identity("console")
     number = next(_worker_ids)
     options: dict[str, Any] = {
-        "db_path": db_path,
+        "db": db,
         "endpoint": Endpoint(
             broker.host, broker.tls_port, broker.ca.cert_path, identity.cert_path, identity.key_path
         ),
@@ -91,10 +92,10 @@ def worker_config(broker: Any, db_path: Path, **overrides: Any) -> IngestConfig:
 
 @asynccontextmanager
 async def running_worker(
-    broker: Any, db_path: Path, **overrides: Any
+    broker: Any, db: str | Path, **overrides: Any
 ) -> AsyncIterator[IngestWorker]:
     """An ingest worker running (subscribed) for the body of the block, then stopped cleanly."""
-    worker = IngestWorker(worker_config(broker, db_path, **overrides))
+    worker = IngestWorker(worker_config(broker, db, **overrides))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     ready = asyncio.create_task(worker.ready.wait())
@@ -182,24 +183,50 @@ async def retained_availability(broker: Any, device_id: str) -> AsyncIterator[No
             await kiosk.publish(topic, b"", qos=1, retain=True)
 
 
-def rows(db_path: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
-    """Query the console database from the test (a separate, short-lived connection)."""
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
+def rows(db: str | Path | Engine, sql: str, *params: Any) -> list[Any]:
+    """Query the console database (a SQLite path, a PostgreSQL URL, or an open engine) from the
+    test; a path or URL through a separate, short-lived read-only connection. *sql* takes ``?``
+    placeholders on both backends; a row reads as a tuple and as a mapping (``row.id``,
+    ``row._mapping["id"]``; ``row["id"]`` too)."""
+    parts = sql.split("?")
+    named = parts[0] + "".join(f":p{i}{part}" for i, part in enumerate(parts[1:]))
+    engine = db if isinstance(db, Engine) else open_database(db, readonly=True)
     try:
-        return conn.execute(sql, params).fetchall()
+        with engine.connect() as conn:
+            result = conn.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+            return [_Row(row) for row in result]
     finally:
-        conn.close()
+        if engine is not db:
+            engine.dispose()
+
+
+class _Row(tuple):
+    """A result row that reads as a tuple and by column name, as sqlite3.Row did."""
+
+    def __new__(cls, row: Any) -> _Row:
+        made = super().__new__(cls, tuple(row))
+        made._names = dict(row._mapping)
+        return made
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self._names[key]
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
 
 
 async def wait_for_rows(
-    db_path: Path, sql: str, count: int, *params: Any, timeout: float = 5
-) -> list[sqlite3.Row]:
+    db: str | Path, sql: str, count: int, *params: Any, timeout: float = 5
+) -> list[Any]:
     """Poll until *sql* returns *count* rows (the worker commits asynchronously)."""
     async with asyncio.timeout(timeout):
         while True:
-            if db_path.exists():
-                found = rows(db_path, sql, *params)
-                if len(found) >= count:
-                    return found
+            try:
+                found = rows(db, sql, *params)
+            except StoreError:  # not made yet
+                found = []
+            if len(found) >= count:
+                return found
             await asyncio.sleep(0.02)

@@ -1,0 +1,259 @@
+"""The console database's tables, as SQLAlchemy Core metadata: one definition for SQLite and
+PostgreSQL, used by every query. The migrations in ``migrations/versions/`` build the same
+tables (a test compares the two on both backends).
+
+``crossings``, ``hits``, ``decisions``
+    One row per record id (the primary key), with the fields the console filters and counts on
+    and ``payload``, the record exactly as received. Hits and decisions can arrive before their
+    crossing; they are stored anyway and joined on ``crossing_id`` when read. Each column is
+    declared once, with how a record gives its value (:class:`RecordTable`).
+``quarantine``
+    Every message the console could not accept, never dropped: when it came, its topic, the
+    device (when the topic names one), the record id (when it has one), the reason with the
+    failing field's JSON Pointer, and the raw payload bytes. A message received again (a kiosk
+    republishing an unacked record) adds to ``times`` instead of adding a row.
+``devices``
+    One row per kiosk: availability (``state``, the current ``session``, last birth and offline,
+    with the reason), the latest heartbeat (``health``) and when the kiosk was last heard from.
+``availability_log``
+    Every availability message once (by id) and whether it was applied: a stale will is logged
+    there with ``applied = 0``.
+``command_results``
+    Kiosks' answers to commands, by id.
+``console_nodes``
+    The sequence counter of each console node id, for the payloads the console publishes.
+``watchlist_versions``, ``watchlist_chunks``, ``watchlist_entries``
+    The signed watchlist history (:mod:`console.watchlist`).
+
+Times are UTC ISO 8601 text as the kiosks send them (``2026-11-24T07:12:45.301Z``): they sort
+as text the same way on both backends, and ``time`` is always the kiosk's own, never rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+
+from ..records import Record
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+"""An integer key: BIGINT on PostgreSQL, INTEGER on SQLite (where only ``INTEGER PRIMARY KEY``
+is the auto-numbered rowid)."""
+
+Getter = Callable[[Record], Any]
+
+
+def _field(*path: str) -> Getter:
+    """The value at *path* in the record's payload."""
+
+    def get(record: Record) -> Any:
+        value: Any = record.payload
+        for key in path:
+            value = value[key]
+        return value
+
+    return get
+
+
+def _device(record: Record) -> str:
+    return record.device_id
+
+
+@dataclass(frozen=True)
+class RecordTable:
+    """A table of one record channel: ``id`` first, then *fields* (each a column type and how a
+    record gives its value), then ``received_at`` and ``payload`` (the record as received)."""
+
+    table: Table
+    fields: dict[str, Getter]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def row(self, record: Record, received_at: str) -> dict[str, Any]:
+        values = {name: get(record) for name, get in self.fields.items()}
+        return {"id": record.id, **values, "received_at": received_at, "payload": record.text}
+
+
+def _record_table(
+    name: str, fields: dict[str, tuple[Any, Getter]], indexes: tuple[tuple[str, ...], ...]
+) -> RecordTable:
+    columns = [Column("id", Text, primary_key=True)]
+    columns += [Column(column, kind) for column, (kind, _) in fields.items()]
+    columns += [Column("received_at", Text), Column("payload", Text, nullable=False)]
+    table = Table(name, metadata, *columns)
+    for index in indexes:
+        Index(f"idx_{name}_{'_'.join(index)}", *(table.c[c] for c in index))
+    return RecordTable(table, {column: get for column, (_, get) in fields.items()})
+
+
+RECORD_TABLES: dict[str, RecordTable] = {
+    "crossings": _record_table(
+        "crossings",
+        {
+            "device_id": (Text, _device),
+            "seq": (BigInteger, _field("seq")),
+            "time": (Text, _field("time")),
+            "day": (Text, lambda record: record.payload["time"][:10]),
+            "site": (Text, _field("site")),
+            "lane": (Text, _field("lane")),
+            "direction": (Text, _field("direction")),
+            "outcome": (Text, _field("decision", "outcome")),
+            "watchlist_version": (BigInteger, _field("screening", "watchlist_version")),
+            "hit_count": (Integer, _field("screening", "hit_count")),
+            "document_kind": (Text, _field("document", "kind")),
+            "clock_synced": (Integer, lambda record: 1 if record.payload["clock"]["synced"] else 0),
+        },
+        (("site", "day", "outcome"), ("day",), ("time",), ("device_id", "seq")),
+    ),
+    "hits": _record_table(
+        "hits",
+        {
+            "crossing_id": (Text, _field("crossing_id")),
+            "device_id": (Text, _device),
+            "seq": (BigInteger, _field("seq")),
+            "time": (Text, _field("time")),
+            "site": (Text, _field("site")),
+            "lane": (Text, _field("lane")),
+            "watchlist_version": (BigInteger, _field("watchlist_version")),
+        },
+        (("crossing_id",), ("site", "time"), ("device_id", "seq")),
+    ),
+    "decisions": _record_table(
+        "decisions",
+        {
+            "crossing_id": (Text, _field("crossing_id")),
+            "hit_id": (Text, lambda record: record.payload.get("hit_id")),
+            "device_id": (Text, _device),
+            "seq": (BigInteger, _field("seq")),
+            "time": (Text, _field("time")),
+            "officer_id": (Text, _field("officer_id")),
+            "decision": (Text, _field("decision")),
+            "decided_at": (Text, _field("decided_at")),
+        },
+        (("crossing_id",), ("device_id", "seq")),
+    ),
+}
+crossings = RECORD_TABLES["crossings"].table
+hits = RECORD_TABLES["hits"].table
+decisions = RECORD_TABLES["decisions"].table
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("digest", Text),
+    Column("received_at", Text),
+    Column("last_received_at", Text),
+    Column("times", Integer),
+    Column("topic", Text),
+    Column("device_id", Text),
+    Column("record_id", Text),
+    Column("reason", Text),
+    Column("path", Text),
+    Column("payload", LargeBinary),
+    Index("idx_quarantine_digest", "digest", unique=True),
+    Index("idx_quarantine_device_id_received_at", "device_id", "received_at"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", Text, primary_key=True),
+    Column("state", Text),
+    Column("session", BigInteger),
+    Column("agent_version", Text),
+    Column("state_time", Text),
+    Column("last_birth_at", Text),
+    Column("last_offline_at", Text),
+    Column("offline_reason", Text),
+    Column("health", Text),
+    Column("health_time", Text),
+    Column("health_seq", BigInteger),
+    Column("health_session", BigInteger),
+    Column("health_received_at", Text),
+    Column("last_seen_at", Text),
+)
+
+availability_log = Table(
+    "availability_log",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("device_id", Text),
+    Column("state", Text),
+    Column("session", BigInteger),
+    Column("reason", Text),
+    Column("time", Text),
+    Column("received_at", Text),
+    Column("applied", Integer),
+    Column("payload", Text),
+    Index("idx_availability_log_device_id_received_at", "device_id", "received_at"),
+)
+
+command_results = Table(
+    "command_results",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("device_id", Text),
+    Column("command_id", Text),
+    Column("status", Text),
+    Column("time", Text),
+    Column("received_at", Text),
+    Column("payload", Text),
+    Index("idx_command_results_command_id", "command_id"),
+)
+
+console_nodes = Table(
+    "console_nodes",
+    metadata,
+    Column("node_id", Text, primary_key=True),
+    Column("seq", BigInteger),
+)
+
+watchlist_versions = Table(
+    "watchlist_versions",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("published_at", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("persons", BigInteger, nullable=False),
+    Column("documents", BigInteger, nullable=False),
+    Column("delta_chunks", Integer),
+    Column("delta_changes", BigInteger),
+    Column("delta_bytes", BigInteger),
+    Column("snapshot_chunks", Integer),
+    Column("snapshot_bytes", BigInteger),
+    Column("snapshot_sha256", Text),
+)
+
+watchlist_chunks = Table(
+    "watchlist_chunks",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("chunk_index", Integer, primary_key=True, autoincrement=False),
+    Column("body", Text, nullable=False),
+)
+
+watchlist_entries = Table(
+    "watchlist_entries",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("entry_id", Text, primary_key=True),
+    Column("entry", Text, nullable=False),
+)
