@@ -8,4 +8,5 @@ pytest_plugins = [
     "harness.uplink",
     "harness.browser",
     "harness.agent",
+    "harness.postgres",
 ]
