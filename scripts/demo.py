@@ -12,8 +12,14 @@ What runs (every process is a real one, on real parts):
   tap, passport holders scan their MRZ and then present the chip; some are on the watchlist,
   some hold an expired card or one not valid at this crossing.
 
+The console database is SQLite ``.demo/console.db`` by default; ``DEMO_DB=postgresql`` runs the
+console on a private PostgreSQL server (a throwaway cluster started for the run), and
+``DEMO_DB=postgresql://…`` on a database of yours, which must hold no crossings yet. The
+console's processes get the database through ``$BORDERLANE_CONSOLE_DB``, never on their command
+line (a URL may carry a password).
+
 State lives under ``.demo/`` (``DEMO_STATE`` overrides): the PKI and the population are kept
-between runs; the kiosks' databases and ``.demo/console.db`` start afresh each run so the final
+between runs; the kiosks' databases and the console database start afresh each run so the final
 count is this run's. At the end (Ctrl-C, SIGTERM or ``DEMO_SECONDS``) the simulators stop, the
 kiosks get a moment to deliver what they hold, and the demo prints how many crossings the
 kiosks generated, how many the console stored, and how many the kiosks saw acked.
@@ -38,6 +44,12 @@ from edge.ui.officers import add_officer
 from mqtt_schemas.watchlist import generate_key, key_fingerprint, private_key_pem, public_key_pem
 from provisioning.broker import BrokerConfig, BrokerError, Mosquitto, free_port
 from provisioning.pki import CertificateAuthority
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sqlalchemy import text
+
+from console.store import StoreError, describe, open_database
+from harness.postgres import PostgresError, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("DEMO_STATE") or ROOT / ".demo")
@@ -278,19 +290,82 @@ def wait_for_watchlist(kiosks: list[Kiosk], timeout: float = 30.0) -> None:
     print(f"demo: {', '.join(late)} has no watchlist yet; it refers every traveller until then")
 
 
-def console_count(db: Path, names: list[str]) -> int:
-    if not db.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+def console_count(db: str, names: list[str]) -> int:
+    """The crossings of this run's kiosks in the console database (0 before it exists)."""
     try:
-        marks = ",".join("?" * len(names))
-        return connection.execute(
-            f"SELECT count(*) FROM crossings WHERE device_id IN ({marks})", names
-        ).fetchone()[0]
-    except sqlite3.OperationalError:
+        engine = open_database(db, readonly=True)
+    except StoreError:
         return 0
+    try:
+        with engine.connect() as conn:
+            return sum(
+                conn.execute(
+                    text("SELECT count(*) FROM crossings WHERE device_id = :device"),
+                    {"device": name},
+                ).scalar_one()
+                for name in names
+            )
     finally:
-        connection.close()
+        engine.dispose()
+
+
+@dataclass
+class ConsoleDatabase:
+    """Where this run's console keeps its data: ``target`` for ``--db``/the environment."""
+
+    target: str
+    server: PostgresServer | None = None
+
+    @property
+    def shown(self) -> str:
+        return describe(self.target)
+
+    def env(self) -> dict[str, str]:
+        return {"BORDERLANE_CONSOLE_DB": self.target}
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()  # a throwaway cluster: its data goes with it
+            (STATE / "console-db-url").unlink(missing_ok=True)
+
+
+def prepare_console_database() -> ConsoleDatabase:
+    """SQLite afresh, a private PostgreSQL, or the user's empty PostgreSQL (``DEMO_DB``)."""
+    choice = os.environ.get("DEMO_DB", "").strip()
+    if choice in ("", "sqlite"):
+        path = STATE / "console.db"
+        for stale in [path, *STATE.glob("console.db-*")]:
+            stale.unlink(missing_ok=True)
+        return ConsoleDatabase(str(path))
+    if choice == "postgresql":
+        server = PostgresServer()
+        server.start()
+        url = server.create_database("borderlane")
+        url_file = STATE / "console-db-url"
+        url_file.unlink(missing_ok=True)
+        descriptor = os.open(url_file, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:  # the password stays off the screen
+            handle.write(url + "\n")
+        return ConsoleDatabase(url, server)
+    if choice.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        if _has_crossings(choice):
+            raise StoreError(
+                f"{describe(choice)} already holds crossings: give the demo an empty database"
+            )
+        return ConsoleDatabase(choice)
+    raise StoreError(f"DEMO_DB={choice!r}: expected sqlite, postgresql or a postgresql:// URL")
+
+
+def _has_crossings(target: str) -> bool:
+    try:
+        engine = open_database(target, readonly=True)
+    except StoreError:
+        return False  # empty: the console makes its schema
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT 1 FROM crossings LIMIT 1")).first() is not None
+    finally:
+        engine.dispose()
 
 
 def main() -> int:
@@ -302,12 +377,12 @@ def main() -> int:
     population = prepare_population()
     signing_key, key_id = prepare_signing_key()
     prepare_officers()
-    console_db = STATE / "console.db"
-    for stale in [console_db, *STATE.glob("console.db-*"), STATE / "kiosks"]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
+    shutil.rmtree(STATE / "kiosks", ignore_errors=True)
+    try:
+        console_db = prepare_console_database()
+    except (StoreError, PostgresError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     server = ca.identity("broker")
     config = BrokerConfig(
         directory=STATE / "broker",
@@ -339,7 +414,8 @@ def main() -> int:
         broker.start()
         demo.spawn(
             "console-ingest",
-            _python("-m", "console", "ingest", "--db", str(console_db), *broker_args),
+            _python("-m", "console", "ingest", *broker_args),
+            console_db.env(),
         )
         demo.spawn(
             "console-watchlist",
@@ -348,14 +424,13 @@ def main() -> int:
                 "console",
                 "watchlist",
                 "serve",
-                "--db",
-                str(console_db),
                 "--signing-key",
                 str(signing_key),
                 "--key-id",
                 key_id,
                 *broker_args,
             ),
+            console_db.env(),
         )
         publish = subprocess.run(
             _python(
@@ -363,8 +438,6 @@ def main() -> int:
                 "console",
                 "watchlist",
                 "publish",
-                "--db",
-                str(console_db),
                 "--signing-key",
                 str(signing_key),
                 "--key-id",
@@ -374,6 +447,7 @@ def main() -> int:
             ),
             capture_output=True,
             text=True,
+            env={**os.environ, **console_db.env()},
         )
         if publish.returncode != 0:
             print(
@@ -434,12 +508,13 @@ def main() -> int:
     finally:
         summary = finish(demo, console_db, names)
         broker.stop()
+        console_db.stop()
     print(summary)
     print("demo stopped; nothing left running.")
     return 0
 
 
-def finish(demo: Demo, console_db: Path, names: list[str]) -> str:
+def finish(demo: Demo, console_db: ConsoleDatabase, names: list[str]) -> str:
     """Stop the travellers, let the kiosks deliver, stop everything, and count."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -458,11 +533,11 @@ def finish(demo: Demo, console_db: Path, names: list[str]) -> str:
     demo.stop_all()
     generated = sum(kiosk.counts()[0] for kiosk in demo.kiosks)
     waiting = sum(kiosk.counts()[1] for kiosk in demo.kiosks)
-    stored = console_count(console_db, names)
+    stored = console_count(console_db.target, names)
     lost = generated - stored
     return (
         f"crossings: generated {generated} by {len(demo.kiosks)} kiosks, "
-        f"stored {stored} in {console_db}, acked {generated - waiting}"
+        f"stored {stored} in {console_db.shown}, acked {generated - waiting}"
         + (
             f"; {waiting} still in the kiosks' outboxes (they stay there until acked)"
             if waiting
@@ -476,11 +551,17 @@ def banner(
     config: BrokerConfig,
     broker_pid: int | None,
     ca: CertificateAuthority,
-    console_db: Path,
+    console_db: ConsoleDatabase,
     kiosks: list[Kiosk],
     seconds: float | None,
 ) -> str:
     console = ca.identity("console")
+    if console_db.server is None and "://" not in console_db.target:
+        db_env = f"BORDERLANE_CONSOLE_DB={console_db.target} "
+    elif console_db.server is not None:
+        db_env = f"BORDERLANE_CONSOLE_DB=$(cat {STATE / 'console-db-url'}) "
+    else:
+        db_env = "BORDERLANE_CONSOLE_DB=<your URL> "
     lines = [
         "",
         "Borderlane demo is running.",
@@ -489,7 +570,7 @@ def banner(
         f"                      mqtt://127.0.0.1:{config.plain_port}   (plain, loopback, to watch)",
         f"  certificates        {ca.directory / 'issued'}  (CA {ca.cert_path})",
         f"                      pid {broker_pid}, log {config.log_file}",
-        f"  console database    {console_db}",
+        f"  console database    {console_db.shown}",
         f"  logs                {STATE / 'logs'}",
         "",
         "Kiosks (agent + its own pcscd/vpcd card reader + virtual MRZ reader + travellers):",
@@ -503,10 +584,8 @@ def banner(
         "",
         "Watch all traffic:",
         f"  mosquitto_sub -p {config.plain_port} -t 'borderlane/v1/#' -v",
-        "Crossings stored so far:",
-        f"  sqlite3 {console_db} 'SELECT device_id, count(*) FROM crossings GROUP BY 1'",
-        "Export them:",
-        f"  .venv/bin/borderlane-console export crossings --db {console_db} --format csv",
+        "Export the crossings stored so far:",
+        f"  {db_env}.venv/bin/borderlane-console export crossings --format csv",
         "Ask a kiosk something:",
         f"  .venv/bin/borderlane-console command send --device {kiosks[0].name} diagnostics \\",
         f"      --broker 127.0.0.1:{config.tls_port} --cafile {ca.cert_path} \\",

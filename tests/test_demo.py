@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,6 +67,37 @@ def test_the_whole_loop_runs_for_demo_seconds_and_every_crossing_is_stored(tmp_p
     states = console.execute("SELECT state, offline_reason FROM devices").fetchall()
     assert states == [("offline", "shutdown")] * 2  # the kiosks said goodbye
     assert "nothing left running" in out
+    assert processes_using(tmp_path / "demo") == []
+
+
+def test_demo_db_postgresql_runs_the_console_on_a_private_postgresql(tmp_path):
+    """``DEMO_DB=postgresql``: the same loop with the console on a throwaway PostgreSQL
+    cluster, which stops with the demo."""
+    demo = subprocess.run(
+        [sys.executable, str(DEMO)],
+        env={
+            **os.environ,
+            "DEMO_STATE": str(tmp_path / "demo"),
+            "DEMO_SECONDS": "8",
+            "DEMO_KIOSKS": "1",
+            "DEMO_TRAVELLERS": "60",
+            "DEMO_DB": "postgresql",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    database = re.search(
+        r"console database    (postgresql\S+:\*\*\*@127.0.0.1:(\d+)/\S+)", demo.stdout
+    )
+    assert database, demo.stdout  # shown without its password
+    summary = SUMMARY.search(demo.stdout)
+    generated, _, stored, acked = map(int, summary.groups())
+    assert generated > 0 and stored == generated == acked
+    assert not (tmp_path / "demo" / "console.db").exists()
+    with socket.socket() as probe:  # the cluster is gone with the demo
+        assert probe.connect_ex(("127.0.0.1", int(database.group(2)))) != 0
     assert processes_using(tmp_path / "demo") == []
 
 
