@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mqtt_schemas import tag, topics
-
-from .envelope import clock_state, utc_now, uuid7
+from mqtt_schemas.envelope import clock_state, utc_now, uuid7
 
 MAX_IDS = 1000
 """The ack schema's bound on ``acked`` (and ``rejected``) per payload."""

@@ -39,10 +39,10 @@ from typing import Any
 import aiomqtt
 
 from mqtt_schemas import PayloadError, tag, topics, validate
+from mqtt_schemas.envelope import clock_state, uuid7
 
 from . import connection
 from .connection import Endpoint
-from .envelope import clock_state, uuid7
 
 __all__ = [
     "CommandSettings",

@@ -46,6 +46,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 import mqtt_schemas
 from mqtt_schemas import PayloadError, TopicError, topics
+from mqtt_schemas.envelope import clock_state, utc_now, uuid7
 from mqtt_schemas.watchlist import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_CHANGES,
@@ -56,7 +57,6 @@ from mqtt_schemas.watchlist import (
 )
 
 from . import connection
-from .envelope import clock_state, utc_now, uuid7
 from .store import open_database
 from .store.schema import console_nodes, watchlist_chunks, watchlist_entries
 from .store.schema import watchlist_versions as versions

@@ -19,11 +19,11 @@ structure (``+``, ``#``, ``/``, control characters) is refused before it reaches
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from .errors import TopicError
+from .identifiers import DEVICE_ID, DEVICE_ID_PATTERN
 
 ROOT = "borderlane/v1"
 DEVICES = f"{ROOT}/devices"
@@ -32,10 +32,24 @@ FLEET = f"{ROOT}/fleet"
 Publisher = Literal["kiosk", "console"]
 Scope = Literal["device", "fleet"]
 
-#: Device ids are also certificate common names, MQTT usernames and file names, so they are
-#: kept to a small alphabet that is safe in all four places.
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+__all__ = [
+    "CHANNELS",
+    "DEVICES",
+    "DEVICE_ID_PATTERN",
+    "FLEET",
+    "RECORD_CHANNELS",
+    "ROOT",
+    "Channel",
+    "Publisher",
+    "Route",
+    "Scope",
+    "channel",
+    "check_device_id",
+    "device_filter",
+    "device_topic",
+    "fleet_topic",
+    "parse",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,9 @@ class Channel:
     qos: int
     retain: bool
     summary: str
+    record: bool = False
+    """A record: kept in the kiosk's durable outbox until the console acks that it stored it
+    (idempotently, by ``id``), then purged. Other payloads are sent once and never acked."""
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -80,6 +97,7 @@ CHANNELS: tuple[Channel, ...] = (
         1,
         False,
         "One record per traveller crossing, from the durable outbox.",
+        record=True,
     ),
     Channel(
         "hits",
@@ -89,6 +107,7 @@ CHANNELS: tuple[Channel, ...] = (
         1,
         False,
         "A watchlist hit, for the console's review queue.",
+        record=True,
     ),
     Channel(
         "decisions",
@@ -98,6 +117,7 @@ CHANNELS: tuple[Channel, ...] = (
         1,
         False,
         "An officer's decision on a referred traveller, taken at the kiosk.",
+        record=True,
     ),
     Channel(
         "acks",
@@ -182,6 +202,10 @@ CHANNELS: tuple[Channel, ...] = (
     ),
 )
 
+RECORD_CHANNELS: tuple[str, ...] = tuple(c.name for c in CHANNELS if c.record)
+"""Names of the record channels (``crossings``, ``hits``, ``decisions``): all device channels
+published by the kiosk, whose payloads' ``id`` the console's ack names."""
+
 _BY_KEY = {(c.scope, c.name): c for c in CHANNELS}
 
 
@@ -202,7 +226,7 @@ def check_device_id(device_id: str) -> str:
             raise TopicError(f"device id {device_id!r} contains {forbidden!r} ({why})")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in device_id):
         raise TopicError(f"device id {device_id!r} contains a control character")
-    if not _DEVICE_ID.match(device_id):
+    if not DEVICE_ID.fullmatch(device_id):
         raise TopicError(
             f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -, "
             "starting with a letter or digit"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mqtt_schemas import PayloadError, TopicError, names, topics, validate
+from mqtt_schemas import PayloadError, TopicError, identifiers, names, topics, validate
 
 PACKAGE = resources.files("mqtt_schemas")
 SCHEMA_FILE = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)\.v(?P<version>[0-9]+)\.json$")
@@ -351,3 +352,61 @@ def test_any_text_builds_a_topic_that_parses_back_to_it_or_is_refused(device_id)
     route = topics.parse(topic)
     assert route.device_id == device_id
     assert route.channel.name == "crossings"
+
+
+# ---------------------------------------------------------------------------------------------
+# Record channels and identifier patterns: one Python definition each, held to the schemas
+
+
+def test_record_channels_are_kiosk_device_channels_whose_payloads_have_a_required_id():
+    assert topics.RECORD_CHANNELS == ("crossings", "hits", "decisions")
+    for name in topics.RECORD_CHANNELS:
+        channel = topics.channel(name, "device")  # raises if it is not a device channel
+        assert channel.record and channel.publisher == "kiosk" and channel.qos == 1
+        payload = example_payload(channel.schema)
+        del payload["id"]  # the console acks a record by its id, so it cannot be missing
+        with pytest.raises(PayloadError) as refused:
+            validate(channel.schema, payload)
+        assert refused.value.path == "/id"
+
+
+def test_no_channel_but_the_record_channels_is_a_record():
+    records = {c.name for c in topics.CHANNELS if c.record}
+    assert records == set(topics.RECORD_CHANNELS)
+    assert all(c.scope == "device" for c in topics.CHANNELS if c.record)
+
+
+PATTERNS = [
+    pytest.param(identifiers.NAME, "name", id="name"),
+    pytest.param(identifiers.DEVICE_ID, "device_id", id="device_id"),
+    pytest.param(identifiers.KEY_ID, "key_id", id="key_id"),
+    pytest.param(identifiers.COUNTRY, "country", id="country"),
+    pytest.param(identifiers.DOCUMENT_NUMBER, "document_number", id="document_number"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "definition"), PATTERNS)
+def test_each_python_identifier_pattern_is_the_schemas_to_the_letter(pattern, definition):
+    assert pattern.pattern == load_json("schemas", "defs.v1.json")["$defs"][definition]["pattern"]
+
+
+@pytest.mark.parametrize(("pattern", "definition"), PATTERNS)
+@given(value=st.one_of(st.text(max_size=70), st.from_regex(r"[A-Za-z0-9._-]{1,66}\n?")))
+@example(value="lane-1\n")
+@example(value="Kiosk-1")
+@example(value="k" * 64)
+@example(value="k" * 65)
+def test_python_fullmatch_agrees_with_the_schema_on_any_text(pattern, definition, value):
+    # JSON Schema patterns are ECMA-262 (``$`` is the end of the input); the Python side must
+    # use fullmatch to mean the same, which this checks against jsonschema-rs itself.
+    assert definition_validator(definition).is_valid(value) == bool(pattern.fullmatch(value))
+
+
+@cache
+def definition_validator(definition: str) -> Any:
+    """A jsonschema-rs validator for one ``$defs`` entry of ``defs.v1.json``, as payloads use it."""
+    defs = load_json("schemas", "defs.v1.json")
+    return jsonschema_rs.Draft202012Validator(
+        {"$ref": f"{defs['$id']}#/$defs/{definition}"},
+        registry=jsonschema_rs.Registry([(defs["$id"], defs)]),
+    )

@@ -43,10 +43,10 @@ from edge.sim.cbic_card import CbicCard
 from edge.sim.cbic_issue import SAMPLES_DIR, issue_card
 from edge.sim.emrtd_chip import passport_chip
 from edge.ui import KioskPages, KioskPagesError, OfficerDirectory, add_officer
-from edge.uplink.clock import StaticClock
 from edge.uplink.outbox import Outbox
 from harness.browser import event_stream_messages, wait_until
 from mqtt_schemas import validate
+from mqtt_schemas.envelope import StaticClock
 from mqtt_schemas.watchlist import entry_from_record
 
 OFFICER, PIN = "BDF-2231", "482916"

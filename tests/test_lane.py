@@ -40,10 +40,10 @@ from edge.lane.reviews import AlreadyDecided
 from edge.sim.cbic_card import CbicCard
 from edge.sim.cbic_issue import SAMPLES_DIR, create_issuer, issue_card, trust_list_for
 from edge.sim.emrtd_chip import EmrtdChip, PassportPki, issue_passport_image, passport_chip
-from edge.uplink.clock import StaticClock
 from edge.uplink.errors import OutboxFull
 from edge.uplink.outbox import Outbox
 from mqtt_schemas import PayloadError, validate
+from mqtt_schemas.envelope import StaticClock
 
 TODAY = date(2026, 11, 24)
 SITE = "bz-santa-elena"

@@ -13,9 +13,9 @@ from edge.lane import CardPresented, Lane, LaneConfig, LaneState, StoreScreener
 from edge.lane.screening import ScreeningQuery
 from edge.screening.store import WatchlistStore
 from edge.sim.cbic_card import CbicCard
-from edge.uplink.clock import StaticClock
 from edge.uplink.outbox import Outbox
 from mqtt_schemas import validate
+from mqtt_schemas.envelope import StaticClock
 from mqtt_schemas.watchlist import entry_from_record
 
 LISTED = {

@@ -38,9 +38,9 @@ from edge.sim.travellers import (
     make_population,
 )
 from edge.trust import load_csca_store, load_trust_list
-from edge.uplink.clock import StaticClock
 from edge.uplink.outbox import Outbox
 from harness.pcsc import wait_for_card
+from mqtt_schemas.envelope import StaticClock
 
 SITE = "bz-santa-elena"
 SEED = 7

@@ -17,7 +17,7 @@ from edge.uplink import (
     UplinkConfig,
     UplinkError,
 )
-from edge.uplink.clock import ClockState, format_time
+from mqtt_schemas.envelope import ClockState, format_time
 
 MINIMAL = {
     "device_id": "kiosk-bz-se-01",

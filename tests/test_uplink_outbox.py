@@ -21,9 +21,10 @@ from edge.uplink import (
     StaticClock,
     canonical_json,
 )
-from edge.uplink.ids import Uuid7Generator, uuid7, uuid7_time_ms
 from edge.uplink.outbox import RECORD_OVERHEAD, Outbox
 from harness.uplink import crossing_body, spawn
+from mqtt_schemas.envelope import Uuid7Generator, uuid7_time_ms
+from mqtt_schemas.envelope import uuid7_generator as uuid7
 
 DEVICE = "kiosk-bz-se-01"
 

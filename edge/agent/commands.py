@@ -73,8 +73,8 @@ from edge.uplink import (
     canonical_json,
     uuid7,
 )
-from edge.uplink.clock import format_time
 from mqtt_schemas import PayloadError, validate
+from mqtt_schemas.envelope import format_time
 
 __all__ = [
     "Action",

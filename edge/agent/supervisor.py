@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.uplink.health import ComponentState, component_entry
+from mqtt_schemas.health import ComponentState, component_entry
 
 __all__ = ["ComponentState", "Part", "PartFunction", "Supervisor"]
 

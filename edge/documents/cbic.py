@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from edge.documents import tlv
 from edge.documents.apdu import CommandApdu, ResponseApdu, StatusWord
 from edge.documents.checks import Check, CheckResult
+from mqtt_schemas.identifiers import COUNTRY, DOCUMENT_NUMBER, KEY_ID, NAME
 
 __all__ = [
     "CBIC_AID",
@@ -117,10 +118,6 @@ CHECK_EXPIRY = "expiry"
 CHECK_CROSSING_POINT = "crossing_point"
 CHECK_PORTRAIT_HASH = "portrait_hash"
 
-_NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-_KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_CARD_NUMBER = re.compile(r"[A-Z0-9]{1,24}")
-_COUNTRY = re.compile(r"[A-Z]{1,3}")
 _MEDIA_TYPE = re.compile(r"[a-z]+/[a-z0-9.+-]{1,60}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_TEXT = 200  # characters in a name or place (the contract's person_name)
@@ -283,6 +280,24 @@ def _check_pattern(what: str, value: object, pattern: re.Pattern[str]) -> str:
     return value
 
 
+_ISSUER_KEY_ID_RULE = "a key id in lower case: a-z or 0-9, then up to 63 of a-z 0-9 . _ -"
+
+
+def _is_issuer_key_id(value: object) -> TypeGuard[str]:
+    """Whether *value* is an issuer key id (tag ``8F``): the contract's key id, lower case only.
+
+    ``cbic.md`` allows only lower case, and cards are issued so; the rest of the rule is the
+    wire contract's ``key_id`` (:data:`mqtt_schemas.identifiers.KEY_ID`), not restated here.
+    """
+    return isinstance(value, str) and bool(KEY_ID.fullmatch(value)) and value == value.lower()
+
+
+def _check_issuer_key_id(value: object) -> str:
+    if not _is_issuer_key_id(value):
+        raise CbicFormatError(f"issuer key id {value!r} is not {_ISSUER_KEY_ID_RULE}")
+    return value
+
+
 def _check_date(what: str, value: object) -> date:
     if type(value) is not date:  # a datetime is not a date here
         raise CbicFormatError(f"{what} must be a date, not {type(value).__name__}")
@@ -354,23 +369,23 @@ class CbicHolder:
     portrait_sha256: bytes | None = None
 
     def __post_init__(self) -> None:
-        _check_pattern("card number", self.card_number, _CARD_NUMBER)
-        _check_pattern("issuing state", self.issuing_state, _COUNTRY)
+        _check_pattern("card number", self.card_number, DOCUMENT_NUMBER)
+        _check_pattern("issuing state", self.issuing_state, COUNTRY)
         _check_text("surname", self.surname)
         _check_text("given names", self.given_names, empty=True)
         _check_date("date of birth", self.date_of_birth)
         if self.sex not in ("M", "F", "X"):
             raise CbicFormatError(f"sex must be M, F or X, got {self.sex!r}")
-        _check_pattern("nationality", self.nationality, _COUNTRY)
+        _check_pattern("nationality", self.nationality, COUNTRY)
         _check_text("community", self.community)
-        _check_pattern("category", self.category, _NAME)
+        _check_pattern("category", self.category, NAME)
         if isinstance(self.valid_at, str):
             raise CbicFormatError("valid_at is a sequence of site ids, not one string")
         sites = tuple(self.valid_at)
         if not 1 <= len(sites) <= _MAX_SITES:
             raise CbicFormatError(f"valid_at must name 1..{_MAX_SITES} sites, got {len(sites)}")
         for site in sites:
-            _check_pattern("site id", site, _NAME)
+            _check_pattern("site id", site, NAME)
         if len(set(sites)) != len(sites):
             raise CbicFormatError("valid_at names a site twice")
         object.__setattr__(self, "valid_at", sites)
@@ -381,7 +396,7 @@ class CbicHolder:
         if not isinstance(self.card_public_key, bytes):
             raise CbicFormatError("card public key must be bytes")
         _load_point(self.card_public_key)
-        _check_pattern("issuer key id", self.issuer_key_id, _KEY_ID)
+        _check_issuer_key_id(self.issuer_key_id)
         if self.portrait_sha256 is not None and (
             not isinstance(self.portrait_sha256, bytes) or len(self.portrait_sha256) != 32
         ):
@@ -488,7 +503,7 @@ class CbicSignature:
     signature: bytes
 
     def __post_init__(self) -> None:
-        _check_pattern("issuer key id", self.issuer_key_id, _KEY_ID)
+        _check_issuer_key_id(self.issuer_key_id)
         if not isinstance(self.signature, bytes) or len(self.signature) != _RAW_SIGNATURE:
             raise CbicFormatError(f"the signature must be {_RAW_SIGNATURE} bytes (r || s)")
 
@@ -589,8 +604,8 @@ class IssuerTrustList:
     def __init__(self, keys: Mapping[str, ec.EllipticCurvePublicKey] | None = None) -> None:
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
         for key_id, key in (keys or {}).items():
-            if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-                raise TrustListError(f"issuer key id {key_id!r} is not {_KEY_ID.pattern}")
+            if not _is_issuer_key_id(key_id):
+                raise TrustListError(f"issuer key id {key_id!r} is not {_ISSUER_KEY_ID_RULE}")
             if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
                 raise TrustListError(f"issuer key {key_id!r} is not an EC P-256 public key")
             self._keys[key_id] = key

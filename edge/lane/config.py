@@ -22,14 +22,13 @@ so a misspelt setting stops the kiosk at start-up instead of being silently igno
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["LaneConfig", "LaneConfigError", "LanePolicy"]
+from mqtt_schemas.identifiers import NAME
 
-_NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+__all__ = ["LaneConfig", "LaneConfigError", "LanePolicy"]
 
 
 class LaneConfigError(ValueError):
@@ -91,7 +90,7 @@ class LanePolicy:
             raise LaneConfigError("policy.alert_refers", "true or false")
         skips = self.may_skip
         if isinstance(skips, str) or not all(
-            isinstance(s, str) and _NAME.fullmatch(s) for s in skips
+            isinstance(s, str) and NAME.fullmatch(s) for s in skips
         ):
             raise LaneConfigError("policy.may_skip", "a list of check names")
         object.__setattr__(self, "may_skip", tuple(skips))
@@ -119,7 +118,7 @@ class LaneConfig:
     def __post_init__(self) -> None:
         for name in ("site", "lane"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _NAME.fullmatch(value):
+            if not isinstance(value, str) or not NAME.fullmatch(value):
                 raise LaneConfigError(name, f"a short name (a-z, 0-9, .-_), got {value!r}")
         if self.direction not in ("entry", "exit"):
             raise LaneConfigError("direction", f"entry or exit, got {self.direction!r}")

@@ -40,8 +40,8 @@ from edge.documents.card import CardDocument, CardReadError, MrzRequired, Unknow
 from edge.documents.cbic import CbicReadError, read_cbic_portrait
 from edge.documents.checks import Check, CheckResult
 from edge.documents.mrz import MrzDocument
-from edge.uplink.clock import format_time
 from edge.uplink.errors import OutboxFull
+from mqtt_schemas.envelope import format_time
 
 from .config import LaneConfig
 from .policy import TravellerMessage, Verdict, decide, message

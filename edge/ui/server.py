@@ -43,8 +43,8 @@ from aiohttp import web
 from edge.lane import Lane, LaneEvent
 from edge.lane.reviews import AlreadyDecided
 from edge.uplink.errors import OutboxFull
-from edge.uplink.health import ComponentState, component_entry
 from mqtt_schemas import PayloadError
+from mqtt_schemas.health import ComponentState, component_entry
 
 from .officers import OFFICER_ID_PATTERN, OfficerDirectory
 from .sessions import LoginThrottle, OfficerSession, SessionStore

@@ -65,27 +65,20 @@ from typing import Any
 import sqlite_utils
 
 from mqtt_schemas import topics, validate
+from mqtt_schemas.envelope import ENVELOPE_FIELDS, Clock, format_time, uuid7
+from mqtt_schemas.topics import RECORD_CHANNELS
 from mqtt_schemas.validation import tag
 
-from .clock import Clock, format_time
 from .config import OutboxLimits
 from .errors import OutboxError, OutboxFull
-from .ids import uuid7
 
 __all__ = [
-    "ENVELOPE_FIELDS",
-    "RECORD_CHANNELS",
     "Outbox",
     "OutboxStats",
     "Record",
     "Transaction",
     "canonical_json",
 ]
-
-RECORD_CHANNELS = ("crossings", "hits", "decisions")
-"""Channels whose payloads are records: durable, acked by the console, purged on ack."""
-
-ENVELOPE_FIELDS = ("schema", "id", "device_id", "seq", "time", "clock")
 
 RECORD_OVERHEAD = 96
 """Bytes counted per record beside its payload: the row, its id index entry, page slack."""
@@ -312,7 +305,7 @@ class Outbox:
     @staticmethod
     def new_id() -> str:
         """A new record id (UUIDv7), for a record that others name before it is enqueued."""
-        return str(uuid7())
+        return uuid7()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -397,7 +390,7 @@ class Outbox:
         payload = {
             **body,
             "schema": tag(schema_name),
-            "id": id or str(uuid7()),
+            "id": id or uuid7(),
             "device_id": self.device_id,
             "seq": seq,
             "time": format_time(reading.time),

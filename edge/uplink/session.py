@@ -68,11 +68,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqtt_schemas import PayloadError, TopicError, topics, validate
+from mqtt_schemas.envelope import Clock, format_time
+from mqtt_schemas.health import component_entry
 
-from .clock import Clock, format_time
 from .config import UplinkConfig
 from .errors import NotConnected, UplinkError
-from .health import component_entry
 from .outbox import Outbox, OutboxStats, Record, canonical_json
 
 __all__ = ["ConnectionState", "Handler", "Incoming", "Uplink", "UplinkStatus"]

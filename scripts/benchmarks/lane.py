@@ -32,8 +32,8 @@ from edge.sim.cbic_card import CbicCard, insert_cbic
 from edge.sim.cbic_issue import SAMPLES_DIR, create_issuer, issue_card, trust_list_for
 from edge.sim.emrtd_chip import PassportPki
 from edge.sim.pcscd import PcscStack
-from edge.uplink.clock import StaticClock
 from edge.uplink.outbox import Outbox
+from mqtt_schemas.envelope import StaticClock
 
 from . import Figure, at_most
 from . import watchlist as big_list

@@ -26,10 +26,10 @@ from sqlalchemy import Engine, text
 
 import mqtt_schemas
 from console.connection import Endpoint
-from console.envelope import utc_now, uuid7
 from console.ingest import IngestConfig, IngestWorker
 from console.store import StoreError, open_database
 from mqtt_schemas import topics
+from mqtt_schemas.envelope import utc_now, uuid7
 
 NODE_ID = "console-1"
 _worker_ids = itertools.count(1)
