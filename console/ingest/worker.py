@@ -53,7 +53,7 @@ from mqtt_schemas import topics
 
 from .. import acks, connection
 from ..envelope import clock_state, utc_now
-from ..records import Item, classify
+from ..records import Item, Record, classify, internal_error
 from ..store import Store, describe
 from ..store.database import is_disconnect
 from ..store.database import reason as database_reason
@@ -217,6 +217,11 @@ def _refused(code: object) -> bool:
     return isinstance(value, int) and value >= 0x80
 
 
+def _payload(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
 class _Session:
     """One connection's receive -> batch -> commit -> acknowledge pipeline."""
 
@@ -268,9 +273,13 @@ class _Session:
                 self._take(inbox.get_nowait())
 
     def _take(self, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        raw = payload if isinstance(payload, bytes) else str(payload).encode()
-        self.pending.append((classify(message.topic.value, raw), message))
+        topic, raw = message.topic.value, _payload(message)
+        try:
+            item = classify(topic, raw)
+        except Exception as exc:  # classify is total; should that ever break, ingest goes on
+            log.error("classifying a message on %s failed: %s", topic, type(exc).__name__)
+            item = internal_error(topic, raw, "classifying", exc)
+        self.pending.append((item, message))
         self.worker.stats.messages += 1
         if len(self.pending) == 1:
             self.first_at = self.loop.time()
@@ -296,8 +305,41 @@ class _Session:
                     continue
             batch = self.pending[:max_batch]
             del self.pending[:max_batch]
-            if not await self._commit(batch):
+            if not await self._commit_isolating(batch):
                 return  # stopping while the database is away: the broker keeps the batch
+
+    async def _commit_isolating(self, batch: list[tuple[Item, aiomqtt.Message]]) -> bool:
+        """:meth:`_commit`; if the batch fails for any other reason than the database being
+        away (which ``_commit`` waits out), commit what can be and quarantine what cannot.
+
+        A batch that fails is never acknowledged, so the broker would hand it back after every
+        restart and one bad message would stop ingest for every kiosk. So the batch is split in
+        halves, each committed on its own, until a failing message is alone (about 2·log2(n)
+        commits for one bad message among n, in publication order); that message is quarantined
+        with the error's type. If even its quarantine cannot be committed, the error propagates:
+        then the database itself is failing, and the broker keeps the messages.
+        """
+        commits = self.worker.stats.commits
+        try:
+            return await self._commit(batch)
+        except Exception as exc:
+            error = type(exc).__name__
+            if self.worker.stats.commits > commits:
+                # It failed after the commit and the PUBACKs, sending the kiosks' acks: nothing
+                # to redo; a kiosk republishes what stays unacked and is acked then.
+                log.error("after committing %d messages: %s", len(batch), error)
+                return True
+            if len(batch) > 1:
+                log.warning("a batch of %d messages failed (%s); halving it", len(batch), error)
+                half = len(batch) // 2
+                first = await self._commit_isolating(batch[:half])
+                return first and await self._commit_isolating(batch[half:])
+            ((item, message),) = batch
+            topic = message.topic.value
+            log.error("a message on %s cannot be stored (%s); quarantined", topic, error)
+            record_id = item.id if isinstance(item, Record) else None
+            failed = internal_error(topic, _payload(message), "storing", exc, record_id)
+            return await self._commit([(failed, message)])
 
     async def _commit(self, batch: list[tuple[Item, aiomqtt.Message]]) -> bool:
         """Store *batch*, then acknowledge it; False if stopped while the database was away.
