@@ -2,9 +2,11 @@
 certificates, the contract ACL): broadcast deltas, the retained manifest, catch-ups answered
 from the console's signed history, and everything a kiosk must refuse.
 
-Kiosks are real :class:`~edge.uplink.Uplink` sessions with a :class:`WatchlistSync`; the
-console is a real :class:`WatchlistPublisher` and :class:`CatchupResponder` on the console's
-certificate.
+Kiosks are real :class:`~edge.uplink.Uplink` sessions given to a :class:`WatchlistSync` as the
+agent gives them (:class:`~edge.agent.transport.UplinkTransport`); the console is a real
+:class:`WatchlistPublisher` and :class:`CatchupResponder` on the console's certificate. The
+sync's own logic offline (what it asks, what it refuses to lose) is tested at the end on an
+in-memory transport.
 """
 
 from __future__ import annotations
@@ -25,19 +27,21 @@ import aiomqtt
 import pytest
 
 import mqtt_schemas
-from console.envelope import clock_state, utc_now, uuid7
 from console.watchlist import (
     CatchupResponder,
     WatchlistHistory,
     WatchlistPublisher,
     send_steps,
 )
+from edge.agent.transport import UplinkTransport
 from edge.lane.screening import ScreeningQuery, StoreScreener
 from edge.screening.delta import ApplyResult, apply_chunks
 from edge.screening.store import WatchlistStore
 from edge.screening.sync import ChunkStaging, StagingFull, SyncSettings, WatchlistSync
+from edge.screening.transport import Offline, PayloadHandler, Scope
 from edge.uplink import Outbox, StaticClock, Uplink
 from mqtt_schemas import topics
+from mqtt_schemas.envelope import clock_state, utc_now, uuid7
 from mqtt_schemas.watchlist import (
     entry_from_record,
     generate_key,
@@ -127,7 +131,7 @@ class Console:
     publisher: WatchlistPublisher
     mqtt: aiomqtt.Client
     responder: CatchupResponder
-    db_path: Path
+    db: str | Path
 
     async def publish(self, entries) -> int:
         return (await self.publisher.publish_list(self.mqtt, entries)).version
@@ -150,10 +154,12 @@ class Console:
 
 
 @contextlib.asynccontextmanager
-async def console_side(broker, tmp_path: Path, **publisher_options) -> AsyncIterator[Console]:
+async def console_side(broker, db: str | Path, **publisher_options) -> AsyncIterator[Console]:
+    """The console's history, publisher and catch-up responder on the console database *db*:
+    ``console_db`` (SQLite and PostgreSQL) where the test is about what the console keeps and
+    answers, a SQLite path where only the kiosk's side is tested."""
     endpoint = broker.console_endpoint()
-    db_path = tmp_path / "console.db"
-    history = WatchlistHistory(db_path)
+    history = WatchlistHistory(db)
     publisher = WatchlistPublisher(history, KEY, KEY_ID, node_id=NODE, **publisher_options)
     responder = CatchupResponder(
         history, endpoint, node_id=NODE, publisher=publisher, client_id=f"wl-{uuid7()[-8:]}"
@@ -164,7 +170,7 @@ async def console_side(broker, tmp_path: Path, **publisher_options) -> AsyncIter
         async with asyncio.timeout(10):
             await responder.ready.wait()
         async with broker.client("console") as mqtt:
-            yield Console(history, publisher, mqtt, responder, db_path)
+            yield Console(history, publisher, mqtt, responder, db)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -198,7 +204,7 @@ async def kiosk(broker, tmp_path: Path, device_id: str = "kiosk-a") -> AsyncIter
         home / "watchlist.db", TRUSTED, device_id, settings=SETTINGS, on_applied=applied.append
     )
     async with sync, Uplink(config, outbox, clock) as uplink:
-        sync.attach(uplink)
+        sync.attach(UplinkTransport(uplink))
         runner = asyncio.create_task(uplink.run())
         try:
             await uplink.wait_connected(10)
@@ -214,9 +220,9 @@ async def kiosk(broker, tmp_path: Path, device_id: str = "kiosk-a") -> AsyncIter
 
 @pytest.mark.asyncio
 async def test_a_fresh_kiosk_gets_the_snapshot_then_a_published_delta_finds_the_new_person(
-    uplink_broker, tmp_path
+    uplink_broker, tmp_path, console_db
 ) -> None:
-    async with console_side(uplink_broker, tmp_path) as console:
+    async with console_side(uplink_broker, console_db) as console:
         assert await console.publish(V1) == 1
         async with kiosk(uplink_broker, tmp_path) as k:
             # Version 0 at connect: the manifest makes it ask for a snapshot.
@@ -239,12 +245,14 @@ async def test_a_fresh_kiosk_gets_the_snapshot_then_a_published_delta_finds_the_
 
 
 @pytest.mark.asyncio
-async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(uplink_broker, tmp_path):
+async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(
+    uplink_broker, tmp_path, console_db
+):
     key_file = tmp_path / "wl.key.pem"
     key_file.write_bytes(private_key_pem(KEY))
     list_file = tmp_path / "list.jsonl"
     identity = uplink_broker.identity("console")
-    db = str(tmp_path / "console.db")
+    db = console_db
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         command = Path(sys.executable).parent / "borderlane-console"
@@ -264,7 +272,7 @@ async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(uplink_br
     first = await asyncio.to_thread(publish, V1)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "version 1: 4 changes, with a snapshot (4 entries)"
-    async with console_side(uplink_broker, tmp_path), kiosk(uplink_broker, tmp_path) as k:
+    async with console_side(uplink_broker, db), kiosk(uplink_broker, tmp_path) as k:
         await until(lambda: k.sync.version == 1)  # the responder answers from the CLI's history
         assert k.screen("p-ortega") == []
 
@@ -290,8 +298,10 @@ async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(uplink_br
 
 
 @pytest.mark.asyncio
-async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(uplink_broker, tmp_path):
-    async with console_side(uplink_broker, tmp_path) as console:
+async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(
+    uplink_broker, tmp_path, console_db
+):
+    async with console_side(uplink_broker, console_db) as console:
         await console.publish(V1)
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 1)
@@ -316,7 +326,8 @@ async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(uplink_
 
 @pytest.mark.asyncio
 async def test_forged_untrusted_and_misaddressed_chunks_change_nothing(uplink_broker, tmp_path):
-    async with console_side(uplink_broker, tmp_path) as console:
+    """The kiosk's refusals: the console's database plays no part (SQLite only)."""
+    async with console_side(uplink_broker, tmp_path / "console.db") as console:
         await console.publish(V1)
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 1)
@@ -368,8 +379,10 @@ def _staged(k: Kiosk) -> list[tuple]:
 
 
 @pytest.mark.asyncio
-async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(uplink_broker, tmp_path):
-    async with console_side(uplink_broker, tmp_path) as console:
+async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(
+    uplink_broker, tmp_path, console_db
+):
+    async with console_side(uplink_broker, console_db) as console:
         await console.publish(V1)
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 1)
@@ -386,9 +399,9 @@ async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(uplink_broker, t
 
 @pytest.mark.asyncio
 async def test_a_multi_chunk_delta_is_staged_and_applied_only_when_complete(
-    uplink_broker, tmp_path
+    uplink_broker, tmp_path, console_db
 ):
-    async with console_side(uplink_broker, tmp_path, max_changes=2) as console:
+    async with console_side(uplink_broker, console_db, max_changes=2) as console:
         await console.publish(V1)
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 1)
@@ -415,8 +428,8 @@ async def test_a_multi_chunk_delta_is_staged_and_applied_only_when_complete(
 
 
 @pytest.mark.asyncio
-async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path):
-    async with console_side(uplink_broker, tmp_path) as console:
+async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path, console_db):
+    async with console_side(uplink_broker, console_db) as console:
         await console.publish(V1)
         await console.publish(V2)
         async with kiosk(uplink_broker, tmp_path) as k:
@@ -433,6 +446,7 @@ async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path):
 
 @pytest.mark.asyncio
 async def test_health_reports_the_watchlist_as_the_contract_says(uplink_broker, tmp_path):
+    """The kiosk's heartbeat: the console's database plays no part (SQLite only)."""
     example = mqtt_schemas.examples("health")["valid"][0]["payload"]
 
     def heartbeat(sync: WatchlistSync) -> dict[str, Any]:
@@ -442,7 +456,7 @@ async def test_health_reports_the_watchlist_as_the_contract_says(uplink_broker, 
         mqtt_schemas.validate("health", payload)
         return payload
 
-    async with console_side(uplink_broker, tmp_path) as console:
+    async with console_side(uplink_broker, tmp_path / "console.db") as console:
         sync = WatchlistSync(tmp_path / "alone" / "watchlist.db", TRUSTED, "kiosk-a")
         async with sync:
             never = heartbeat(sync)
@@ -519,3 +533,92 @@ def test_staging_drops_stale_partial_deltas_and_keeps_to_its_budget(tmp_path):
             staging.add(chunks(4)[1], now=1100.0)
     finally:
         staging.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The sync's own logic on an in-memory transport (no broker): what it subscribes to, what it
+# asks, and that being offline loses nothing
+
+
+class MemoryTransport:
+    """A :class:`~edge.screening.transport.Transport` in memory: the test plays the console.
+
+    ``deliver`` hands a payload to the handler subscribed to a channel, as the uplink would
+    after validating it; ``published`` keeps what the sync sent; while ``online`` is false,
+    ``publish`` raises :class:`Offline` as the real transport does without a connection.
+    """
+
+    def __init__(self) -> None:
+        self.handlers: dict[tuple[Scope, str], PayloadHandler] = {}
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.online = True
+
+    def subscribe(self, channel: str, handler: PayloadHandler, *, scope: Scope) -> None:
+        assert (scope, channel) not in self.handlers, "one handler a channel"
+        self.handlers[(scope, channel)] = handler
+
+    async def publish(self, channel: str, body: dict[str, Any]) -> None:
+        if not self.online:
+            raise Offline("not connected (test)")
+        self.published.append((channel, body))
+
+    async def deliver(self, scope: Scope, channel: str, payload: dict[str, Any]) -> None:
+        await self.handlers[(scope, channel)](payload)
+
+
+def manifest(version: int) -> dict[str, Any]:
+    """The parts of a ``watchlist-manifest`` the sync reads (the transport validated the rest)."""
+    return {"version": version}
+
+
+def snapshot_chunks(entries, version: int) -> list[dict[str, Any]]:
+    return sign_chunks(
+        make_chunks("snapshot", snapshot_changes(entries), to_version=version, key_id=KEY_ID),
+        KEY,
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_sync_asks_for_a_snapshot_through_its_transport_and_applies_the_answer(
+    tmp_path,
+):
+    transport = MemoryTransport()
+    async with WatchlistSync(tmp_path / "watchlist.db", TRUSTED, "kiosk-a") as sync:
+        sync.attach(transport)
+        assert set(transport.handlers) == {
+            ("fleet", "watchlist/manifest"),
+            ("fleet", "watchlist/deltas"),
+            ("device", "watchlist/deltas"),
+        }
+        await transport.deliver("fleet", "watchlist/manifest", manifest(1))
+        assert transport.published == [
+            ("watchlist/catchup", {"have_version": 0, "want": "snapshot", "reason": "startup"})
+        ]
+        assert sync.component()["state"] == "down"  # no list yet: travellers are referred
+
+        for chunk in snapshot_chunks(V1, 1):  # the console's answer, on the kiosk's own topic
+            await transport.deliver(
+                "device", "watchlist/deltas", {**chunk, "for_device": "kiosk-a"}
+            )
+        assert sync.version == 1 and sync.component()["state"] == "ok"
+        assert store_entries(tmp_path / "watchlist.db") == as_set(V1)
+        assert len(transport.published) == 1, "up to date: nothing more asked"
+
+
+@pytest.mark.asyncio
+async def test_offline_the_sync_asks_nothing_it_cannot_send_and_resync_says_so(tmp_path):
+    transport = MemoryTransport()
+    transport.online = False
+    async with WatchlistSync(tmp_path / "watchlist.db", TRUSTED, "kiosk-a") as sync:
+        with pytest.raises(Offline, match="no transport attached"):
+            await sync.resync()  # before the agent attaches one: offline too
+
+        sync.attach(transport)
+        await transport.deliver("fleet", "watchlist/manifest", manifest(1))  # never raises
+        with pytest.raises(Offline, match="not connected"):
+            await sync.resync()
+        assert sync.asked == [] and sync.version == 0, "nothing counted as asked, nothing lost"
+
+        transport.online = True
+        assert await sync.resync() == {"have_version": 0, "want": "snapshot", "reason": "resync"}
+        assert sync.asked == [transport.published[-1][1]]

@@ -47,12 +47,13 @@ from edge.lane import Lane, StoreScreener
 from edge.screening.delta import load_trust
 from edge.screening.store import StoreError, WatchlistStore
 from edge.screening.sync import WatchlistSync
+from edge.screening.transport import Offline
 from edge.trust import TrustStoreError, load_csca_store, load_trust_list
 from edge.ui.officers import OfficerDirectory, OfficerDirectoryError
 from edge.uplink import Outbox, Uplink
-from edge.uplink.clock import Clock, SystemClock, format_time
 from edge.uplink.errors import NotConnected, OutboxError
-from edge.uplink.health import component_entry
+from mqtt_schemas.envelope import Clock, SystemClock, format_time
+from mqtt_schemas.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError
 
 from .commands import CommandError, CommandRunner, diagnostics_action, ping_action
@@ -60,6 +61,7 @@ from .config import AgentConfig, AgentConfigError, load_config
 from .health import heartbeat, run_heartbeat, system_figures
 from .supervisor import Part, Supervisor
 from .systemd import Notifier
+from .transport import UplinkTransport
 
 __all__ = ["Agent", "AgentStartError", "Outcome"]
 
@@ -313,7 +315,7 @@ class Agent:
     async def _uplink_part(self, part: Part) -> None:
         assert self.outbox is not None and self.sync is not None and self.commands is not None
         async with Uplink(self.config.uplink, self.outbox, self.clock) as uplink:
-            self.sync.attach(uplink)
+            self.sync.attach(UplinkTransport(uplink))  # screening is given a transport
             self.commands.attach(uplink)
             self.uplink = uplink
             part.ready()
@@ -386,7 +388,12 @@ class Agent:
 
     async def _resync(self, args: Any) -> dict[str, Any]:
         assert self.sync is not None
-        return dict(await self.sync.resync())
+        try:
+            return dict(await self.sync.resync())
+        except Offline as exc:  # the connection dropped since the command came: say so plainly
+            raise CommandError(
+                "failed", f"the snapshot request was not sent ({exc}); send the command again"
+            ) from None
 
     def _diagnostic_sections(self) -> dict[str, Callable[[Any], Any]]:
         """What ``diagnostics`` reports, by section: states and counters, no personal data."""

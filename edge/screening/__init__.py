@@ -10,8 +10,10 @@
 
 :mod:`.store` (SQLite, WAL), :mod:`.names` (normalization, transliteration, phonetic keys),
 :mod:`.matcher` (candidates from indexes, scoring, reasons), :mod:`.delta` (verify and apply
-signed deltas and snapshots), :mod:`.importers` (list files). The wire format of deltas is
-:mod:`mqtt_schemas.watchlist`, shared with the console.
+signed deltas and snapshots), :mod:`.importers` (list files), :mod:`.sync` (keeping the store
+current from the console's deltas, over a :mod:`.transport` it is given: screening itself
+never talks to the network). The wire format of deltas is :mod:`mqtt_schemas.watchlist`,
+shared with the console.
 """
 
 from .delta import ApplyResult, DeltaRejected, apply_chunks, load_trust, verify_chunks

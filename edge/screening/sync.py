@@ -4,7 +4,7 @@
 
     sync = WatchlistSync(store_path, load_trust(directory=keys), device_id,
                          on_applied=lambda result: log.info(result.describe()))
-    sync.attach(uplink)                   # before uplink.run(): registers three handlers
+    sync.attach(transport)                # before it runs: subscribes to three channels
     ...
     body["watchlist"] = sync.health()     # heartbeat
     body["components"]["watchlist"] = sync.component()
@@ -19,8 +19,8 @@ Manifest (fleet, retained, so re-delivered on every (re)connect)
     broadcast delta is on its way; if it has not been applied after ``delta_grace_s``, the
     kiosk asks for it. Further behind, version 0, or only a snapshot leading there: it asks
     at once (``watchlist-catchup``, reason ``startup``). While still behind it asks again
-    every ``retry_s``; offline (``NotConnected``) it simply waits for the next manifest,
-    which the broker re-delivers on reconnect.
+    every ``retry_s``; offline (:class:`~.transport.Offline`) it simply waits for the next
+    manifest, which the broker re-delivers on reconnect.
 
 Chunks (fleet broadcasts, and catch-up answers on the kiosk's own topic)
     A chunk addressed to another kiosk (``for_device``) is ignored. Each chunk's signature is
@@ -41,6 +41,10 @@ catch-up).
 
 The lane screens on its own read-only store connection; it sees a new version as soon as the
 apply commits (:meth:`WatchlistStore.refresh` tells the matcher to forget what it cached).
+
+The network is not the sync's business: it is given a :class:`~.transport.Transport` (subscribe
+to a channel, publish on one or raise :class:`~.transport.Offline`), which on the kiosk is the
+uplink seen through :class:`edge.agent.transport.UplinkTransport`.
 """
 
 from __future__ import annotations
@@ -60,13 +64,12 @@ from typing import Any, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.uplink.errors import NotConnected
-from edge.uplink.health import component_entry
-from edge.uplink.session import Incoming, Uplink
+from mqtt_schemas.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError, verify_chunk
 
 from .delta import ApplyResult, DeltaRejected, apply_chunks
 from .store import WatchlistStore
+from .transport import Offline, Transport
 
 __all__ = ["SyncSettings", "WatchlistSync"]
 
@@ -358,7 +361,7 @@ class WatchlistSync:
             self._applied_at = store.applied_at
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="watchlist")
         self._staging: ChunkStaging | None = None  # opened in the thread, used only there
-        self._uplink: Uplink | None = None
+        self._transport: Transport | None = None
         self._lock = asyncio.Lock()
         self._manifest: dict[str, Any] | None = None
         self._latest_at: float | None = None
@@ -374,12 +377,16 @@ class WatchlistSync:
 
     # -- wiring ---------------------------------------------------------------------------
 
-    def attach(self, uplink: Uplink) -> None:
-        """Register the manifest and both deltas handlers on *uplink* (before it runs)."""
-        self._uplink = uplink
-        uplink.on("watchlist/manifest", self._on_manifest, scope="fleet")
-        uplink.on("watchlist/deltas", self._on_chunk, scope="fleet")
-        uplink.on("watchlist/deltas", self._on_chunk, scope="device")
+    def attach(self, transport: Transport) -> None:
+        """Subscribe to the manifest and both deltas channels on *transport* (before it runs).
+
+        Called again with a new transport when the agent restarts its uplink: catch-ups then
+        go out through the new one.
+        """
+        self._transport = transport
+        transport.subscribe("watchlist/manifest", self._on_manifest, scope="fleet")
+        transport.subscribe("watchlist/deltas", self._on_chunk, scope="fleet")
+        transport.subscribe("watchlist/deltas", self._on_chunk, scope="device")
 
     async def close(self) -> None:
         """Stop the retry timer and release the staging file (the store is not held open)."""
@@ -406,8 +413,8 @@ class WatchlistSync:
     async def resync(self) -> dict[str, Any]:
         """Ask the console for a fresh snapshot (the ``watchlist-resync`` command).
 
-        Returns the catch-up body sent; raises :class:`~edge.uplink.NotConnected` when offline
-        (the command's answer says so; nothing is lost, the store keeps its version).
+        Returns the catch-up body sent; raises :class:`~.transport.Offline` when offline (the
+        command's answer says so; nothing is lost, the store keeps its version).
         """
         async with self._lock:
             self._snapshot_wanted = True
@@ -460,8 +467,7 @@ class WatchlistSync:
 
     # -- manifest -------------------------------------------------------------------------
 
-    async def _on_manifest(self, incoming: Incoming) -> None:
-        manifest = incoming.payload
+    async def _on_manifest(self, manifest: dict[str, Any]) -> None:
         async with self._lock:
             self._manifest = manifest
             self._version, self._applied_at = await self._run(self._read_store)
@@ -529,8 +535,7 @@ class WatchlistSync:
 
     # -- chunks ---------------------------------------------------------------------------
 
-    async def _on_chunk(self, incoming: Incoming) -> None:
-        chunk = incoming.payload
+    async def _on_chunk(self, chunk: dict[str, Any]) -> None:
         addressee = chunk.get("for_device")
         if addressee is not None and addressee != self.device_id:
             log.info("watchlist: ignored a chunk addressed to another kiosk")
@@ -608,12 +613,12 @@ class WatchlistSync:
             at, version = self._last_ask
             if version == self._version and now - at < self.settings.retry_s:
                 return body  # a catch-up for the same version is under way
-        uplink = self._uplink
+        transport = self._transport
         try:
-            if uplink is None:
-                raise NotConnected("no uplink attached")
-            await uplink.publish_now("watchlist/catchup", body)
-        except NotConnected as exc:
+            if transport is None:
+                raise Offline("no transport attached")
+            await transport.publish("watchlist/catchup", body)
+        except Offline as exc:
             log.info("watchlist: catch-up (%s) not sent: %s", reason, exc)
             if raise_offline:
                 raise
