@@ -40,28 +40,38 @@ Example (console side)::
     )
 
 and on the kiosk: ``delta = assemble([verify_chunk(c, trusted) for c in chunks])``.
+
+The files around them live here too, so that both sides read them alike: list files (JSON
+Lines or CSV, :func:`list_entries`), changes files (:func:`read_changes`), a changes or list
+file cut and signed (:func:`sign_file`) and a signing key pair on disk (:func:`write_key_pair`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hashlib
+import io
 import json
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path, PurePath
+from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import ContractError
+from .identifiers import COUNTRY, DOCUMENT_NUMBER, KEY_ID, NAME
 
 __all__ = [
     "CHUNK_SCHEMA",
+    "LIST_CSV_COLUMNS",
     "MAX_CHUNK_BYTES",
     "MAX_CHUNK_CHANGES",
     "UNSIGNED_FIELDS",
@@ -77,17 +87,23 @@ __all__ = [
     "entry_from_record",
     "generate_key",
     "key_fingerprint",
+    "list_entries",
+    "list_file_format",
     "load_private_key",
     "load_public_key",
     "make_chunks",
     "private_key_pem",
     "public_key_pem",
+    "read_changes",
+    "read_list_records",
     "record_from_entry",
     "sign_chunks",
+    "sign_file",
     "signing_bytes",
     "snapshot_changes",
     "verify_chunk",
     "verify_delta",
+    "write_key_pair",
 ]
 
 CHUNK_SCHEMA = "watchlist-delta-chunk@1"
@@ -107,10 +123,6 @@ STATUSES = ("stolen", "lost", "revoked", "invalid")
 SEXES = ("M", "F", "X")
 
 ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-COUNTRY = re.compile(r"[A-Z]{1,3}")
-DOCUMENT_NUMBER = re.compile(r"[A-Z0-9]{1,24}")
 DOCUMENT_TYPE = re.compile(r"[A-Z][A-Z0-9]?")
 PARTIAL_DATE = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -322,7 +334,8 @@ def change_key(change: Mapping[str, Any]) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The list file format (JSON Lines), shared by the console's importer and the kiosk's CLI
+# List files (JSON Lines or CSV) and changes files: what the console publishes and signs
+# and the kiosk imports, read one way on both sides
 
 
 def _clean_document_number(value: Any) -> Any:
@@ -403,6 +416,129 @@ def entry_from_record(record: Any) -> tuple[str, str, dict[str, Any]]:
 def record_from_entry(kind: str, entry_id: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """The list-file line of an entry (inverse of :func:`entry_from_record`)."""
     return {"id": entry_id, "kind": kind, **entry}
+
+
+LIST_CSV_COLUMNS = (
+    "id",
+    "kind",
+    "surname",
+    "given_names",
+    "aliases",
+    "birth_date",
+    "nationality",
+    "sex",
+    "list",
+    "category",
+    "action",
+    "number",
+    "issuing_state",
+    "document_type",
+    "status",
+)
+"""The columns a CSV list file may have (a header row names them, in any order).
+
+``aliases`` holds more names as ``SURNAME, GIVEN NAMES`` separated by ``|``; ``nationality``
+holds state codes separated by spaces or ``;``. A CSV row becomes the record a JSON Lines
+line would be, so both formats go through :func:`entry_from_record` alike.
+"""
+
+
+def list_file_format(name: str | PurePath) -> str:
+    """``csv`` for a file named ``*.csv``, otherwise ``jsonl`` (standard input included)."""
+    return "csv" if PurePath(name).suffix.lower() == ".csv" else "jsonl"
+
+
+def _csv_record(row: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {k: v for k, v in row.items() if k in LIST_CSV_COLUMNS and v != ""}
+    if record.get("kind") == "person":
+        names = [
+            {"surname": record.pop("surname", ""), "given_names": record.pop("given_names", "")}
+        ]
+        for alias in (record.pop("aliases", "") or "").split("|"):
+            if alias.strip():
+                names.append(alias.strip())
+        record["names"] = names
+        if "nationality" in record:
+            record["nationality"] = record["nationality"].replace(";", " ").split()
+    else:
+        for name in ("surname", "given_names", "aliases"):
+            record.pop(name, None)
+    return record
+
+
+def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, record or exception)`` for each entry line of a JSONL or CSV list.
+
+    A line that is not a record (not JSON, not UTF-8, a CSV header with unknown columns) comes
+    as a :class:`ValueError` in place of the record, so an importer can report it and go on;
+    the record itself is not checked yet (that is :func:`entry_from_record`'s job).
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    if fmt == "csv":
+        reader = csv.DictReader(text)
+        unknown = [c for c in reader.fieldnames or () if c not in LIST_CSV_COLUMNS]
+        if unknown:
+            yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
+            return
+        for row in reader:
+            yield reader.line_num, _csv_record(row)
+        return
+    number = 0
+    while True:
+        try:
+            line = text.readline()
+        except UnicodeDecodeError as exc:
+            yield number + 1, ValueError(f"not UTF-8 ({exc.reason})")
+            return
+        if not line:
+            return
+        number += 1
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except ValueError as exc:
+            yield number, ValueError(f"not JSON ({exc})")
+
+
+def list_entries(stream: IO[bytes], source: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(kind, entry_id, entry)`` of every line of a list file, strictly.
+
+    For making a delta or a snapshot, which must be exact: the first bad line raises
+    :class:`WatchlistError` (``bad-line``) naming ``SOURCE:LINE``. *source* is the file's
+    name; its ending chooses the format (:func:`list_file_format`).
+    """
+    for number, record in read_list_records(stream, list_file_format(source)):
+        if isinstance(record, Exception):
+            raise WatchlistError("bad-line", f"{source}:{number}: {record}")
+        try:
+            yield entry_from_record(record)
+        except WatchlistError as exc:
+            raise WatchlistError("bad-line", f"{source}:{number}: {exc}") from None
+
+
+def read_changes(stream: IO[bytes], source: str) -> list[dict[str, Any]]:
+    """The changes of a changes file (JSON Lines, one change a line, as :func:`diff` makes).
+
+    Every change is checked; the first bad line raises :class:`WatchlistError` (``bad-line``)
+    naming ``SOURCE:LINE``.
+    """
+    changes = []
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            change = json.loads(line)
+        except ValueError as exc:
+            raise WatchlistError(
+                "bad-line", f"{source}:{number}: not a JSON change ({exc})"
+            ) from None
+        try:
+            check_change(change, f"line {number}")
+        except WatchlistError as exc:
+            raise WatchlistError("bad-line", f"{source}:{number}: {exc}") from None
+        changes.append(change)
+    return changes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,6 +658,45 @@ def sign_chunks(
         signature = private_key.sign(canonical(body))
         signed.append({**chunk, "signature": base64.b64encode(signature).decode("ascii")})
     return signed
+
+
+def sign_file(
+    stream: IO[bytes],
+    source: str,
+    key_pem: bytes,
+    key_id: str,
+    *,
+    from_version: int | None = None,
+    snapshot_version: int | None = None,
+    max_changes: int = MAX_CHUNK_CHANGES,
+) -> tuple[list[dict[str, Any]], int]:
+    """``(signed chunks, number of changes)`` of a file: what ``watchlist sign`` makes.
+
+    With *from_version* N the file is a changes file (:func:`read_changes`) and the chunks make
+    the delta N -> N+1; with *snapshot_version* V it is a list file (:func:`list_entries`) and
+    the chunks make the snapshot of version V. Exactly one of the two is given. *key_pem* is
+    the Ed25519 private key (:func:`load_private_key`); *key_id* the name kiosks trust it under.
+    """
+    if (from_version is None) == (snapshot_version is None):
+        raise ValueError("give either from_version or snapshot_version")
+    key = load_private_key(key_pem)
+    if snapshot_version is not None:
+        changes = snapshot_changes(list_entries(stream, source))
+        chunks = make_chunks(
+            "snapshot", changes, to_version=snapshot_version, key_id=key_id, max_changes=max_changes
+        )
+    else:
+        assert from_version is not None
+        changes = read_changes(stream, source)
+        chunks = make_chunks(
+            "delta",
+            changes,
+            from_version=from_version,
+            to_version=from_version + 1,
+            key_id=key_id,
+            max_changes=max_changes,
+        )
+    return sign_chunks(chunks, key), len(changes)
 
 
 def _chunk_header(chunk: Any) -> None:
@@ -753,3 +928,33 @@ def key_fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def write_key_pair(directory: Path, key_id: str | None = None) -> tuple[str, str]:
+    """Make a signing key; write ``KEY_ID.key.pem`` and ``KEY_ID.pub.pem`` in *directory*.
+
+    Returns ``(key_id, fingerprint)``; *key_id* defaults to ``wl-`` and the first 12 digits of
+    the fingerprint. The private key file is created with mode 0600 from the start (never
+    readable by others, not even for a moment) and never over an existing one: a key id names
+    one key for good, since kiosks trust the public key under it. A bad key id or a key
+    already there raises :class:`WatchlistError` (``bad-key``); the file system's errors
+    (:class:`OSError`) pass through.
+    """
+    key = generate_key()
+    key_id = key_id or f"wl-{key_fingerprint(key)[:12]}"
+    if not KEY_ID.fullmatch(key_id):
+        raise WatchlistError(
+            "bad-key", f"key id {key_id!r}: letters, digits, '.', '_' and '-' only (up to 64)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / f"{key_id}.key.pem", directory / f"{key_id}.pub.pem"
+    if private.exists() or public.exists():
+        raise WatchlistError("bad-key", f"{private}: a key with this id is already there")
+    try:
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made between the check and now
+        raise WatchlistError("bad-key", f"{private}: a key with this id is already there") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_key_pem(key))
+    public.write_bytes(public_key_pem(key))
+    return key_id, key_fingerprint(key)

@@ -1,8 +1,10 @@
 """The watchlist command-line contract, run as technicians and benchmarks run it.
 
-``borderlane-edge watchlist import|status|export|keygen|diff|sign|verify|apply|reindex`` and
-``borderlane-edge screen``: JSON Lines in and out, one-line errors, non-zero exit on failure,
-never a traceback.
+The kiosk's ``borderlane-edge watchlist import|status|export|verify|apply|reindex`` and
+``borderlane-edge screen``; the console's ``borderlane-console watchlist keygen|diff|sign``
+(signing is the console's job), and the kiosk's deprecated names for those three, which still
+work for one release and say where they went. JSON Lines in and out, one-line errors, non-zero
+exit on failure, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 EDGE = Path(sys.executable).parent / "borderlane-edge"
+CONSOLE = Path(sys.executable).parent / "borderlane-console"
 
 LIST_V1 = [
     {
@@ -61,13 +64,17 @@ LIST_V2 = [
 
 
 def run(
-    *args: str, stdin: str | None = None, cwd: Path | None = None
+    *args: str, stdin: str | None = None, cwd: Path | None = None, command: Path = EDGE
 ) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [str(EDGE), *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60
+        [str(command), *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def console(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return run(*args, stdin=stdin, command=CONSOLE)
 
 
 def write_jsonl(path: Path, items: list) -> Path:
@@ -224,20 +231,21 @@ def test_screen_needs_an_existing_store(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# keys, diff, sign, verify, apply
+# keys, diff and sign on the console; verify and apply on the kiosk
 
 
 @pytest.fixture
 def keys(tmp_path):
     directory = tmp_path / "keys"
-    result = run("watchlist", "keygen", "--key-id", "wl-2026a", "--out", str(directory))
+    result = console("watchlist", "keygen", "--key-id", "wl-2026a", "--out", str(directory))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "wl-2026a" and result.stderr == ""
     assert (directory / "wl-2026a.key.pem").stat().st_mode & 0o777 == 0o600
     return directory
 
 
 def sign(keys: Path, changes: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run(
+    return console(
         "watchlist",
         "sign",
         "--key",
@@ -262,7 +270,7 @@ def test_the_console_to_kiosk_round_trip(tmp_path, lists, keys):
     assert "snapshot of version 1" in result.stdout
     # ... then the delta 1 -> 2 from the two list versions.
     changes = tmp_path / "changes.jsonl"
-    changes.write_text(run("watchlist", "diff", str(lists[0]), str(lists[1])).stdout)
+    changes.write_text(console("watchlist", "diff", str(lists[0]), str(lists[1])).stdout)
     assert [c["op"] for c in jsonl(changes.read_text())] == ["update", "add", "remove"]
     delta = tmp_path / "delta-2.jsonl"
     delta.write_text(sign(keys, changes, "--from-version", "1").stdout)
@@ -325,7 +333,7 @@ def test_apply_refuses_tampered_deltas_with_the_reason(tmp_path, keys, tamper, r
 
 def test_apply_with_an_untrusted_key(tmp_path, lists, keys):
     other = tmp_path / "other"
-    run("watchlist", "keygen", "--key-id", "wl-other", "--out", str(other))
+    console("watchlist", "keygen", "--key-id", "wl-other", "--out", str(other))
     snapshot = tmp_path / "s.jsonl"
     snapshot.write_text(sign(keys, lists[0], "--snapshot", "3").stdout)
     result = run(
@@ -345,33 +353,119 @@ def test_sign_needs_exactly_one_kind(tmp_path, lists, keys):
     assert result.returncode == 2 and "--from-version or --snapshot" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("screen",),
-        ("watchlist",),
-        *[
-            ("watchlist", c)
-            for c in (
-                "import",
-                "status",
-                "export",
-                "reindex",
-                "keygen",
-                "diff",
-                "sign",
-                "verify",
-                "apply",
-            )
+def test_console_key_diff_and_sign_errors_are_one_line(tmp_path, lists, keys):
+    again = console("watchlist", "keygen", "--key-id", "wl-2026a", "--out", str(keys))
+    assert again.returncode == 1 and again.stderr.count("\n") == 1
+    assert again.stderr.startswith("Error: ") and "already there" in again.stderr
+    bad_id = console("watchlist", "keygen", "--key-id", "wl/2026", "--out", str(keys))
+    assert bad_id.returncode == 1 and "key id 'wl/2026'" in bad_id.stderr
+
+    broken = write_jsonl(tmp_path / "broken.jsonl", [LIST_V1[0], {"id": "x", "kind": "person"}])
+    result = console("watchlist", "diff", str(lists[0]), str(broken))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"Error: {broken}:2: line/names: required field is missing\n"
+
+    changes = tmp_path / "changes.jsonl"
+    changes.write_text('{"op": "add", "kind": "person"}\n')
+    result = sign(keys, changes, "--from-version", "1", "-o", str(tmp_path / "delta.jsonl"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {changes}:1: line 1/entry_id")
+    assert not (tmp_path / "delta.jsonl").exists(), "a failed sign leaves no empty file"
+
+
+def test_the_console_diffs_and_signs_csv_list_files(tmp_path, keys):
+    old = tmp_path / "sltd-1.csv"
+    old.write_text("id,kind,number,issuing_state,status,list\nd1,document,X123,MEX,lost,sltd\n")
+    new = tmp_path / "sltd-2.csv"
+    new.write_text(old.read_text().replace("lost", "stolen"))
+    changes = console("watchlist", "diff", str(old), str(new))
+    assert [(c["op"], c["entry"]["status"]) for c in jsonl(changes.stdout)] == [
+        ("update", "stolen")
+    ]
+    snapshot = sign(keys, new, "--snapshot", "2")
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert snapshot.stderr == "1 chunks, 1 changes\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The kiosk's old names for keygen, diff and sign: deprecated, working, and saying so
+
+
+@pytest.mark.parametrize("name", ["keygen", "diff", "sign"])
+def test_the_kiosks_old_signing_commands_still_work_and_say_where_they_went(
+    tmp_path, lists, keys, name
+):
+    arguments = {
+        "keygen": ["--key-id", "wl-old", "--out", str(tmp_path / "old-keys")],
+        "diff": [str(lists[0]), str(lists[1])],
+        "sign": [
+            "--key", str(keys / "wl-2026a.key.pem"), "--key-id", "wl-2026a",
+            "--snapshot", "1", str(lists[0]),
         ],
+    }[name]  # fmt: skip
+    old = run("watchlist", name, *arguments)
+    assert old.returncode == 0, old.stderr
+    warning, *rest = old.stderr.splitlines()
+    assert warning == (
+        f"borderlane-edge watchlist {name} is deprecated: use borderlane-console watchlist {name}"
+    )
+    if name == "keygen":
+        assert old.stdout.split()[0] == "wl-old"
+        assert (tmp_path / "old-keys" / "wl-old.key.pem").stat().st_mode & 0o777 == 0o600
+        return
+    # The same output as the console's command: the same changes; for sign the very same
+    # chunks (Ed25519 signatures are deterministic) and the same summary line after the warning.
+    new = console("watchlist", name, *arguments)
+    assert new.returncode == 0, new.stderr
+    assert old.stdout == new.stdout and jsonl(old.stdout)
+    assert rest == new.stderr.splitlines()
+
+
+def test_the_kiosks_old_sign_fails_as_the_console_does(tmp_path, lists, keys):
+    result = run("watchlist", "sign", "--key", str(keys / "wl-2026a.key.pem"), "--key-id", "x",
+                 str(lists[0]))  # fmt: skip
+    assert result.returncode == 2 and "--from-version or --snapshot" in result.stderr
+    assert result.stderr.startswith("borderlane-edge watchlist sign is deprecated")
+
+
+# ---------------------------------------------------------------------------------------------
+# help
+
+
+@pytest.mark.parametrize(
+    ("program", "command"),
+    [
+        ("borderlane-edge", ("screen",)),
+        ("borderlane-edge", ("watchlist",)),
+        *[
+            ("borderlane-edge", ("watchlist", c))
+            for c in ("import", "status", "export", "reindex", "verify", "apply")
+        ],
+        ("borderlane-console", ("watchlist",)),
+        *[("borderlane-console", ("watchlist", c)) for c in ("keygen", "diff", "sign")],
     ],
 )
-def test_every_command_has_help_with_examples(command):
+def test_every_command_has_help_with_examples(program, command):
     # In-process (the contract tests above run the installed command): help is static text.
+    from click.testing import CliRunner
+
+    from console.cli import cli as console_cli
+    from edge.cli import cli as edge_cli
+
+    cli = edge_cli if program == "borderlane-edge" else console_cli
+    result = CliRunner().invoke(cli, [*command, "--help"], prog_name=program)
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+@pytest.mark.parametrize("name", ["keygen", "diff", "sign"])
+def test_the_kiosks_old_names_point_to_the_console_in_help(name):
     from click.testing import CliRunner
 
     from edge.cli import cli
 
-    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="borderlane-edge")
+    listing = CliRunner().invoke(cli, ["watchlist", "--help"]).output
+    assert f"Deprecated: use borderlane-console watchlist {name}." in " ".join(listing.split())
+    result = CliRunner().invoke(cli, ["watchlist", name, "--help"])
     assert result.exit_code == 0
-    assert "Example" in result.output
+    assert f"borderlane-console watchlist {name}" in result.output

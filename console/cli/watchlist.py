@@ -1,6 +1,9 @@
-"""``borderlane-console watchlist ...``: publish signed watchlist versions, answer catch-ups.
+"""``borderlane-console watchlist ...``: signing keys, signed versions, publishing, catch-ups.
 
-A thin layer over :mod:`console.watchlist`; every failure is one line and a non-zero exit.
+Signing is the console's job: ``keygen``, ``diff`` and ``sign`` make keys, changes and signed
+chunks from list files offline (a thin layer over :mod:`mqtt_schemas.watchlist`, where what is
+signed is defined once for both sides); ``publish``, ``status`` and ``serve`` keep the fleet's
+versions (over :mod:`console.watchlist`). Every failure is one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -8,14 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
 from mqtt_schemas import TopicError
-from mqtt_schemas.watchlist import KEY_ID, WatchlistError, load_private_key
+from mqtt_schemas.watchlist import (
+    KEY_ID,
+    MAX_CHUNK_CHANGES,
+    WatchlistError,
+    diff,
+    list_entries,
+    load_private_key,
+    sign_file,
+    write_key_pair,
+)
 
 from .. import connection
 from ..store import StoreError, describe, open_database
@@ -58,7 +70,7 @@ def _key_options(command: F) -> F:
         required=True,
         type=EXISTING_FILE,
         help="Ed25519 private key (PEM), kept apart from every TLS key "
-        "(make one with 'borderlane-edge watchlist keygen').",
+        "(make one with 'borderlane-console watchlist keygen').",
     )(command)
 
 
@@ -71,10 +83,14 @@ def _publisher(history: WatchlistHistory, signing_key: Path, key_id: str, node: 
 
 @click.group("watchlist")
 def watchlist() -> None:
-    """Signed watchlist versions: publish them to the fleet and answer kiosks' catch-ups.
+    """Signed watchlist versions: make keys and deltas, publish them, answer catch-ups.
 
     \b
     Examples:
+      borderlane-console watchlist keygen --key-id wl-2026a --out keys/
+      borderlane-console watchlist diff v1.jsonl v2.jsonl > changes.jsonl
+      borderlane-console watchlist sign --key keys/wl-2026a.key.pem --key-id wl-2026a \\
+          --from-version 1 changes.jsonl > delta-1-2.jsonl
       borderlane-console watchlist publish --db console.db --signing-key wl.key.pem \\
           --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
           --key console.key lists/national.jsonl
@@ -210,3 +226,132 @@ def serve_command(
         run_until_stopped(responder.run)
     finally:
         history.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline: keys, changes and signed chunks as files (no database, no broker)
+
+
+def _write_lines(items: Iterable[Any], output: IO[str]) -> None:
+    for item in items:
+        output.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+_OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.File("w", lazy=True),  # lazy: a command that fails leaves no empty file behind
+    default="-",
+    help="Where to write [default: standard output].",
+)
+
+
+@watchlist.command("keygen")
+@click.option("--key-id", help="Name of the key [default: wl-<fingerprint>].")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for KEY_ID.key.pem (mode 0600) and KEY_ID.pub.pem.",
+)
+@_one_line_errors
+def keygen_command(key_id: str | None, out: Path) -> None:
+    """Make an Ed25519 watchlist-signing key pair (never a TLS key); print its id and fingerprint.
+
+    The private key stays on the console's signing host (publish and serve take it as
+    --signing-key); kiosks are given the public key and trust it under its key id
+    (their [watchlist] trusted_keys directory). An existing key is never overwritten.
+
+    \b
+    Example:
+      borderlane-console watchlist keygen --key-id wl-2026a --out keys/
+    """
+    key_id, fingerprint = write_key_pair(out, key_id)
+    click.echo(f"{key_id} {fingerprint}")
+
+
+@watchlist.command("diff")
+@click.argument("old", type=click.File("rb"))
+@click.argument("new", type=click.File("rb"))
+@_OUTPUT
+@_one_line_errors
+def diff_command(old: IO[bytes], new: IO[bytes], output: IO[str]) -> None:
+    """The changes from list OLD to list NEW, one JSON change per line (unsigned).
+
+    OLD and NEW are list files (JSON Lines, or CSV when named *.csv). Adds and updates come in
+    NEW's order, then removes. A bad line stops it, naming the file and line. Feed the result
+    to 'watchlist sign'.
+
+    \b
+    Example:
+      borderlane-console watchlist diff lists-1287.jsonl lists-1288.jsonl > changes.jsonl
+    """
+    _write_lines(diff(list_entries(old, old.name), list_entries(new, new.name)), output)
+
+
+@watchlist.command("sign")
+@click.argument("changes", type=click.File("rb"))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=EXISTING_FILE,
+    help="The Ed25519 private key (PEM).",
+)
+@click.option("--key-id", required=True, help="The id kiosks trust the key under.")
+@click.option("--from-version", type=click.IntRange(min=0), help="A delta from this version.")
+@click.option(
+    "--snapshot",
+    "snapshot_version",
+    type=click.IntRange(min=0),
+    metavar="VERSION",
+    help="A snapshot of this version instead (CHANGES is then a list file).",
+)
+@click.option(
+    "--chunk-size",
+    "max_changes",
+    type=click.IntRange(1, MAX_CHUNK_CHANGES),
+    default=MAX_CHUNK_CHANGES,
+    show_default=True,
+    help="Changes per chunk at most.",
+)
+@_OUTPUT
+@_one_line_errors
+def sign_command(
+    changes: IO[bytes],
+    key_path: Path,
+    key_id: str,
+    from_version: int | None,
+    snapshot_version: int | None,
+    max_changes: int,
+    output: IO[str],
+) -> None:
+    """Cut a delta (or snapshot) into signed chunks, one chunk per line.
+
+    With --from-version N, CHANGES is a changes file (from 'watchlist diff') and the chunks
+    make the delta N -> N+1. With --snapshot V, CHANGES is a list file and the chunks make
+    the snapshot of version V. Each chunk is signed over its canonical encoding and carries
+    the digest of all the changes, so each is verifiable alone and none can be dropped,
+    moved or swapped with another delta's unnoticed. A kiosk checks them with
+    'borderlane-edge watchlist verify' or applies them with 'borderlane-edge watchlist apply'.
+
+    \b
+    Examples:
+      borderlane-console watchlist sign --key wl-2026a.key.pem --key-id wl-2026a \\
+          --from-version 1287 changes.jsonl > delta-1288.jsonl
+      borderlane-console watchlist sign --key wl-2026a.key.pem --key-id wl-2026a \\
+          --snapshot 1300 lists-1300.jsonl > snapshot-1300.jsonl
+    """
+    if (from_version is None) == (snapshot_version is None):  # exit 2, as click's own checks
+        raise click.UsageError("give either --from-version or --snapshot")
+    signed, count = sign_file(
+        changes,
+        changes.name,
+        key_path.read_bytes(),
+        key_id,
+        from_version=from_version,
+        snapshot_version=snapshot_version,
+        max_changes=max_changes,
+    )
+    _write_lines(signed, output)
+    click.echo(f"{len(signed)} chunks, {count} changes", err=True)

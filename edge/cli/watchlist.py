@@ -2,6 +2,13 @@
 
 Technicians and benchmarks use these; the lane calls the same Python API
 (:mod:`edge.screening`). Every command prints one-line errors and exits non-zero on failure.
+
+The kiosk keeps, checks and applies a list (import, status, export, reindex, verify, apply);
+it never signs one. Making keys, changes and signed chunks is the console's job
+(``borderlane-console watchlist keygen|diff|sign``). The old names here still work for
+release 0.2, with a line on standard error saying where they went; they call the same
+:mod:`mqtt_schemas.watchlist` functions as the console's commands (the kiosk never imports
+console code), and go in 0.3.
 """
 
 from __future__ import annotations
@@ -9,36 +16,27 @@ from __future__ import annotations
 import functools
 import gc
 import json
-import os
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
 from edge.screening.delta import DeltaRejected, apply_chunks, load_trust, verify_chunks
-from edge.screening.importers import file_format, import_files, read_records
+from edge.screening.importers import import_files
 from edge.screening.matcher import DEFAULT_THRESHOLD, Query, QueryError, Screener
 from edge.screening.store import StoreError, WatchlistStore
 from mqtt_schemas.watchlist import (
-    KEY_ID,
     MAX_CHUNK_CHANGES,
     WatchlistError,
-    check_change,
     diff,
-    entry_from_record,
-    generate_key,
-    key_fingerprint,
-    load_private_key,
-    make_chunks,
-    private_key_pem,
-    public_key_pem,
+    list_entries,
     record_from_entry,
-    sign_chunks,
-    snapshot_changes,
+    sign_file,
+    write_key_pair,
 )
 
 __all__ = ["screen", "watchlist"]
@@ -111,23 +109,6 @@ def _write_lines(items: Iterator[Any] | list[Any], output: Path | None) -> None:
             out.close()
 
 
-def _list_entries(paths: tuple[Path, ...]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Entries of list files; a bad line fails the command (a delta must be exact)."""
-    for path in paths:
-        stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115
-        try:
-            for number, record in read_records(stream, file_format(path)):
-                if isinstance(record, Exception):
-                    raise Failed(f"{path}:{number}: {record}")
-                try:
-                    yield entry_from_record(record)
-                except WatchlistError as exc:
-                    raise Failed(f"{path}:{number}: {exc}") from None
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-
-
 def _trust_option(command: F) -> F:
     command = click.option(
         "--trust-dir",
@@ -166,16 +147,16 @@ def _read_chunks(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
 
 @click.group("watchlist")
 def watchlist() -> None:
-    """The watchlist kept on the kiosk: import lists, sign and apply deltas.
+    """The watchlist kept on the kiosk: import lists, verify and apply signed deltas.
+
+    Deltas and keys are made on the console: borderlane-console watchlist keygen|diff|sign
+    (the same names here are deprecated and go in release 0.3).
 
     \b
     Examples:
       borderlane-edge watchlist import --db wl.db persons.jsonl sltd.csv
       borderlane-edge watchlist status --db wl.db
-      borderlane-edge watchlist keygen --key-id wl-2026a --out keys/
-      borderlane-edge watchlist diff v1.jsonl v2.jsonl > changes.jsonl
-      borderlane-edge watchlist sign --key keys/wl-2026a.key.pem --key-id wl-2026a \\
-          --from-version 1 changes.jsonl > delta-1-2.jsonl
+      borderlane-edge watchlist verify --trust-dir keys/ delta-1-2.jsonl
       borderlane-edge watchlist apply --db wl.db --trust-dir keys/ delta-1-2.jsonl
     """
 
@@ -272,138 +253,6 @@ def reindex_command(db: Path) -> None:
     with _open(db) as store:
         count = store.reindex()
     click.echo(f"re-indexed {count} persons", err=True)
-
-
-@watchlist.command("keygen")
-@click.option("--key-id", help="Name of the key [default: wl-<fingerprint>].")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for KEY_ID.key.pem (mode 0600) and KEY_ID.pub.pem.",
-)
-@_one_line_errors
-def keygen_command(key_id: str | None, out: Path) -> None:
-    """Make an Ed25519 watchlist-signing key pair (never a TLS key).
-
-    The private key stays on the console's signing host; kiosks are given the public key
-    and trust it under its key id.
-
-    \b
-    Example:
-      borderlane-edge watchlist keygen --key-id wl-2026a --out keys/
-    """
-    key = generate_key()
-    key_id = key_id or f"wl-{key_fingerprint(key)[:12]}"
-    if not KEY_ID.fullmatch(key_id):
-        raise Failed(f"key id {key_id!r}: letters, digits, '.', '_' and '-' only (up to 64)")
-    out.mkdir(parents=True, exist_ok=True)
-    private, public = out / f"{key_id}.key.pem", out / f"{key_id}.pub.pem"
-    if private.exists() or public.exists():
-        raise Failed(f"{private}: a key with this id is already there")
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_key_pem(key))
-    public.write_bytes(public_key_pem(key))
-    click.echo(f"{key_id} {key_fingerprint(key)}")
-
-
-@watchlist.command("diff")
-@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True), help="[stdout]")
-@_one_line_errors
-def diff_command(old: Path, new: Path, output: Path | None) -> None:
-    """The changes from list OLD to list NEW, one JSON change per line (unsigned).
-
-    OLD and NEW are list files (JSON Lines or CSV). Adds and updates come in NEW's order,
-    then removes. Feed the result to 'watchlist sign'.
-
-    \b
-    Example:
-      borderlane-edge watchlist diff lists-1287.jsonl lists-1288.jsonl > changes.jsonl
-    """
-    _write_lines(diff(_list_entries((old,)), _list_entries((new,))), output)
-
-
-@watchlist.command("sign")
-@click.argument("changes", type=click.Path(path_type=Path, allow_dash=True))
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The Ed25519 private key (PEM).",
-)
-@click.option("--key-id", required=True, help="The id kiosks trust the key under.")
-@click.option("--from-version", type=click.IntRange(min=0), help="A delta from this version.")
-@click.option(
-    "--snapshot",
-    "snapshot_version",
-    type=click.IntRange(min=0),
-    metavar="VERSION",
-    help="A snapshot of this version instead (CHANGES is then a list file).",
-)
-@click.option(
-    "--chunk-size",
-    type=click.IntRange(1, MAX_CHUNK_CHANGES),
-    default=MAX_CHUNK_CHANGES,
-    show_default=True,
-    help="Changes per chunk at most.",
-)
-@click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True), help="[stdout]")
-@_one_line_errors
-def sign_command(
-    changes: Path,
-    key_path: Path,
-    key_id: str,
-    from_version: int | None,
-    snapshot_version: int | None,
-    chunk_size: int,
-    output: Path | None,
-) -> None:
-    """Cut a delta (or snapshot) into signed chunks, one chunk per line.
-
-    With --from-version N, CHANGES is a changes file (from 'watchlist diff') and the chunks
-    make the delta N -> N+1. With --snapshot V, CHANGES is a list file and the chunks make
-    the snapshot of version V. Each chunk is signed over its canonical encoding and carries
-    the digest of all the changes, so each is verifiable alone and none can be dropped,
-    moved or swapped with another delta's unnoticed.
-
-    \b
-    Examples:
-      borderlane-edge watchlist sign --key wl-2026a.key.pem --key-id wl-2026a \\
-          --from-version 1287 changes.jsonl > delta-1288.jsonl
-      borderlane-edge watchlist sign --key wl-2026a.key.pem --key-id wl-2026a \\
-          --snapshot 1300 lists-1300.jsonl > snapshot-1300.jsonl
-    """
-    if (from_version is None) == (snapshot_version is None):
-        raise click.UsageError("give either --from-version or --snapshot")
-    key = load_private_key(key_path.read_bytes())
-    if snapshot_version is not None:
-        items = snapshot_changes(_list_entries((changes,)))
-        chunks = make_chunks(
-            "snapshot", items, to_version=snapshot_version, key_id=key_id, max_changes=chunk_size
-        )
-    else:
-        items = []
-        for number, change in _json_lines(changes, "change"):
-            try:
-                check_change(change, f"line {number}")
-            except WatchlistError as exc:
-                raise Failed(f"{changes}:{number}: {exc}") from None
-            items.append(change)
-        assert from_version is not None
-        chunks = make_chunks(
-            "delta",
-            items,
-            from_version=from_version,
-            to_version=from_version + 1,
-            key_id=key_id,
-            max_changes=chunk_size,
-        )
-    _write_lines(sign_chunks(chunks, key), output)
-    click.echo(f"{len(chunks)} chunks, {len(items)} changes", err=True)
 
 
 @watchlist.command("verify")
@@ -528,3 +377,84 @@ def screen(db: Path, threshold: float, timing: bool) -> None:
             out.flush()  # one answer per traveller as it comes: screen can serve a pipe
     if bad:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deprecated: signing moved to the console. Kept for release 0.2 so that scripts go on working;
+# remove in 0.3. Same arguments and options as borderlane-console watchlist keygen|diff|sign,
+# and the same mqtt_schemas.watchlist functions behind them: the outputs are identical.
+
+
+def _moved(name: str) -> Callable[[F], F]:
+    """Register the command as the deprecated ``watchlist NAME``, which says where it went."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            click.echo(
+                f"borderlane-edge watchlist {name} is deprecated: "
+                f"use borderlane-console watchlist {name}",
+                err=True,
+            )
+            return command(*args, **kwargs)
+
+        short = f"Deprecated: use borderlane-console watchlist {name}."
+        registered = watchlist.command(name, short_help=short)(_one_line_errors(wrapper))
+        return registered  # type: ignore[return-value]
+
+    return decorate
+
+
+@_moved("keygen")
+@click.option("--key-id")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def keygen_command(key_id: str | None, out: Path) -> None:
+    """Deprecated: use 'borderlane-console watchlist keygen' (the same options).
+
+    \b
+    Example:
+      borderlane-console watchlist keygen --key-id wl-2026a --out keys/
+    """
+    click.echo(" ".join(write_key_pair(out, key_id)))
+
+
+@_moved("diff")
+@click.argument("old", type=click.File("rb"))
+@click.argument("new", type=click.File("rb"))
+@click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True))
+def diff_command(old: IO[bytes], new: IO[bytes], output: Path | None) -> None:
+    """Deprecated: use 'borderlane-console watchlist diff' (the same arguments).
+
+    \b
+    Example:
+      borderlane-console watchlist diff v1.jsonl v2.jsonl > changes.jsonl
+    """
+    _write_lines(diff(list_entries(old, old.name), list_entries(new, new.name)), output)
+
+
+@_moved("sign")
+@click.argument("changes", type=click.File("rb"))
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--key-id", required=True)
+@click.option("--from-version", type=click.IntRange(min=0))
+@click.option("--snapshot", "snapshot_version", type=click.IntRange(min=0))
+@click.option(
+    "--chunk-size",
+    "max_changes",
+    type=click.IntRange(1, MAX_CHUNK_CHANGES),
+    default=MAX_CHUNK_CHANGES,
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True))
+def sign_command(changes: IO[bytes], key_path: str, output: Path | None, **options: Any) -> None:
+    """Deprecated: use 'borderlane-console watchlist sign' (the same arguments and options).
+
+    \b
+    Example:
+      borderlane-console watchlist sign --key keys/wl-2026a.key.pem --key-id wl-2026a \\
+          --from-version 1 changes.jsonl > delta-1-2.jsonl
+    """
+    if (options["from_version"] is None) == (options["snapshot_version"] is None):
+        raise click.UsageError("give either --from-version or --snapshot")
+    signed, count = sign_file(changes, changes.name, Path(key_path).read_bytes(), **options)
+    _write_lines(signed, output)
+    click.echo(f"{len(signed)} chunks, {count} changes", err=True)

@@ -14,45 +14,32 @@ CSV: a header row naming the columns, in any order (absent columns are empty)::
     number,issuing_state,document_type,status
 
 ``aliases`` holds more names as ``SURNAME, GIVEN NAMES`` separated by ``|``; ``nationality``
-holds state codes separated by spaces or ``;``.
+holds state codes separated by spaces or ``;``. Both formats are read by
+:func:`mqtt_schemas.watchlist.read_list_records`, the same reader the console uses to make
+deltas from list files; what is kiosk-only here is putting the entries into the store.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from mqtt_schemas.watchlist import WatchlistError, entry_from_record
+from mqtt_schemas.watchlist import (
+    WatchlistError,
+    entry_from_record,
+    list_file_format,
+    read_list_records,
+)
 
 from .store import StoreError, WatchlistStore
 
-__all__ = ["CSV_COLUMNS", "ImportReport", "import_files", "read_records"]
-
-CSV_COLUMNS = (
-    "id",
-    "kind",
-    "surname",
-    "given_names",
-    "aliases",
-    "birth_date",
-    "nationality",
-    "sex",
-    "list",
-    "category",
-    "action",
-    "number",
-    "issuing_state",
-    "document_type",
-    "status",
-)
+__all__ = ["ImportReport", "import_files"]
 
 
 @dataclass
@@ -87,58 +74,6 @@ class _Counting(io.RawIOBase):
         return count or 0
 
 
-def _csv_record(row: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = {k: v for k, v in row.items() if k in CSV_COLUMNS and v != ""}
-    if record.get("kind") == "person":
-        names = [
-            {"surname": record.pop("surname", ""), "given_names": record.pop("given_names", "")}
-        ]
-        for alias in (record.pop("aliases", "") or "").split("|"):
-            if alias.strip():
-                names.append(alias.strip())
-        record["names"] = names
-        if "nationality" in record:
-            record["nationality"] = record["nationality"].replace(";", " ").split()
-    else:
-        for name in ("surname", "given_names", "aliases"):
-            record.pop(name, None)
-    return record
-
-
-def read_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
-    """``(line_number, record or exception)`` for each entry line of a JSONL or CSV stream."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
-    if fmt == "csv":
-        reader = csv.DictReader(text)
-        unknown = [c for c in reader.fieldnames or () if c not in CSV_COLUMNS]
-        if unknown:
-            yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
-            return
-        for row in reader:
-            yield reader.line_num, _csv_record(row)
-        return
-    number = 0
-    while True:
-        try:
-            line = text.readline()
-        except UnicodeDecodeError as exc:
-            yield number + 1, ValueError(f"not UTF-8 ({exc.reason})")
-            return
-        if not line:
-            return
-        number += 1
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except ValueError as exc:
-            yield number, ValueError(f"not JSON ({exc})")
-
-
-def file_format(path: Path) -> str:
-    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
-
-
 def import_files(
     store: WatchlistStore,
     paths: list[Path],
@@ -163,9 +98,9 @@ def import_files(
                     length=size, label=f"importing {path.name}", file=sys.stderr
                 ) as bar:
                     counted = io.BufferedReader(_Counting(raw, bar.update))
-                    _import_stream(store, counted, file_format(path), name, report, batch)
+                    _import_stream(store, counted, list_file_format(path), name, report, batch)
             else:
-                _import_stream(store, raw, file_format(path), name, report, batch)
+                _import_stream(store, raw, list_file_format(path), name, report, batch)
         finally:
             if name != "-":
                 raw.close()
@@ -191,7 +126,7 @@ def _import_stream(
 
     store.begin()
     try:
-        for number, record in read_records(stream, fmt):
+        for number, record in read_list_records(stream, fmt):
             if isinstance(record, Exception):
                 report.add_error(f"{name}:{number}: {record}")
                 continue
