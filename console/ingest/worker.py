@@ -50,9 +50,9 @@ import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
 from mqtt_schemas import topics
+from mqtt_schemas.envelope import clock_state, utc_now
 
 from .. import acks, connection
-from ..envelope import clock_state, utc_now
 from ..records import Item, Record, classify, internal_error
 from ..store import Store, describe
 from ..store.database import is_disconnect
