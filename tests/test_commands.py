@@ -161,8 +161,8 @@ async def echo(args: Mapping[str, Any]) -> Mapping[str, Any]:
 # -- the round trip -----------------------------------------------------------------------------
 
 
-async def test_ping_round_trip_through_the_api(uplink_broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_ping_round_trip_through_the_api(uplink_broker, tmp_path, console_db):
+    db = console_db
     async with (
         running_worker(uplink_broker, db),
         kiosk(uplink_broker, tmp_path, {"ping": ping_action()}),
@@ -570,7 +570,7 @@ async def test_an_answer_made_offline_reaches_the_console_after_reconnecting(
     assert [a["result"] for a in log.to(command["id"])] == [{"restarting_in_s": 0}]
 
 
-async def wait_rows(db: Path, command_id: str, timeout: float = 15) -> list[Any]:
+async def wait_rows(db: str | Path, command_id: str, timeout: float = 15) -> list[Any]:
     async with asyncio.timeout(timeout):
         while True:
             with contextlib.suppress(Exception):  # the worker may not have created it yet

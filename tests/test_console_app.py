@@ -1,4 +1,5 @@
-"""The console web app's JSON endpoints, on a database filled through the store."""
+"""The console web app's JSON endpoints, on a database filled through the store: each test
+runs on SQLite and on PostgreSQL (``console_db``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from console.store import Store
 from console.web import create_app
 from harness.console import availability, crossing, health
 from mqtt_schemas import topics
+from provisioning.broker import free_port
 
 NOW = "2026-11-24T10:00:00.000Z"
 
@@ -21,9 +23,8 @@ def put(store: Store, device_id: str, channel: str, payload: dict) -> None:
 
 
 @pytest.fixture
-def client(tmp_path):
-    path = tmp_path / "console.db"
-    store = Store.open(path)
+def client(console_db):
+    store = Store.open(console_db)
     put(store, "kiosk-w1", "availability", availability("kiosk-w1", "online", 4, 1))
     put(store, "kiosk-w1", "health", health("kiosk-w1", 4, 2))
     put(store, "kiosk-w2", "availability", availability("kiosk-w2", "offline", 9, 1, "shutdown"))
@@ -45,7 +46,7 @@ def client(tmp_path):
         )
         put(store, "kiosk-w1", "crossings", record)
     store.close()
-    return create_app({"DATABASE": str(path), "TESTING": True}).test_client()
+    return create_app({"DATABASE": console_db, "TESTING": True}).test_client()
 
 
 def test_the_fleet_lists_every_kiosk_with_availability_and_last_health(client):
@@ -108,8 +109,18 @@ def test_bad_date_bounds_are_refused(client, query):
 
 
 def test_a_missing_database_is_a_503_and_a_missing_setting_an_error(tmp_path):
+    """SQLite only: a missing file is SQLite's "no console database"."""
     app = create_app({"DATABASE": str(tmp_path / "none.db")})
     response = app.test_client().get("/api/devices")
     assert response.status_code == 503 and "no console database" in response.get_json()["error"]
     with pytest.raises(ValueError, match="DATABASE"):
         create_app({})
+
+
+def test_an_unreachable_postgresql_is_a_503_naming_it_without_its_password():
+    app = create_app({"DATABASE": f"postgresql://console:s3cret@127.0.0.1:{free_port()}/console"})
+    response = app.test_client().get("/api/devices")
+    error = response.get_json()["error"]
+    assert response.status_code == 503 and "\n" not in error
+    assert error.startswith("cannot open the console database postgresql+psycopg://console:***@")
+    assert "s3cret" not in error

@@ -2,7 +2,9 @@
 reason, shared among workers, queued while away, availability with the stale-will rule.
 
 Each test uses its own kiosk ids, so the session broker's retained messages and queues of one
-test never reach another.
+test never reach another. The tests of storage run on SQLite and on PostgreSQL (``console_db``):
+both runs share the session broker, where a worker's session (and its place in a share group)
+outlives the test, so share groups and client ids are made unique per run (:func:`named`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import aiomqtt
@@ -39,13 +42,19 @@ from mqtt_schemas import topics
 pytestmark = pytest.mark.asyncio
 
 # Availability is retained and every worker subscribes to all of it, so a worker also sees the
-# retained births and wills of earlier tests' kiosks: queries name the device.
-_LOG = "SELECT * FROM availability_log WHERE device_id = ? ORDER BY rowid"
+# retained births and wills of earlier tests' kiosks: queries name the device. The log in the
+# order it was committed (a batch's messages by the kiosk's time), on either backend.
+_LOG = "SELECT * FROM availability_log WHERE device_id = ? ORDER BY received_at, time"
 _DEVICE = "SELECT state, session, offline_reason FROM devices WHERE device_id = ?"
 
 
-async def test_crossings_are_stored_once_and_acked_with_exactly_their_ids(broker, tmp_path):
-    db = tmp_path / "console.db"
+def named(name: str) -> str:
+    """*name* (a share group, a client id) unique to this run of the test."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_crossings_are_stored_once_and_acked_with_exactly_their_ids(broker, console_db):
+    db = console_db
     records = [crossing("kiosk-i1", seq) for seq in range(1, 21)]
     async with running_worker(broker, db), Kiosk(broker, "kiosk-i1") as kiosk:
         for record in records:
@@ -72,8 +81,8 @@ async def test_crossings_are_stored_once_and_acked_with_exactly_their_ids(broker
         assert json.loads(row["payload"]) == record
 
 
-async def test_a_redelivered_record_is_stored_once_and_acked_again(broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_a_redelivered_record_is_stored_once_and_acked_again(broker, console_db):
+    db = console_db
     records = [crossing("kiosk-i2", seq) for seq in range(1, 6)]
     async with running_worker(broker, db) as worker, Kiosk(broker, "kiosk-i2") as kiosk:
         for record in records:
@@ -91,9 +100,9 @@ async def test_a_redelivered_record_is_stored_once_and_acked_again(broker, tmp_p
 
 
 async def test_an_invalid_record_is_quarantined_with_the_field_and_acked_as_rejected(
-    broker, tmp_path
+    broker, console_db
 ):
-    db = tmp_path / "console.db"
+    db = console_db
     bad = crossing("kiosk-i3", 1)
     del bad["document"]["number"]
     good = crossing("kiosk-i3", 2)
@@ -115,8 +124,8 @@ async def test_an_invalid_record_is_quarantined_with_the_field_and_acked_as_reje
     assert [r["id"] for r in rows(db, "SELECT id FROM crossings")] == [good["id"]]
 
 
-async def test_a_kiosk_speaking_for_another_is_quarantined(broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_a_kiosk_speaking_for_another_is_quarantined(broker, console_db):
+    db = console_db
     forged = crossing("kiosk-i4b", 1)  # published by kiosk-i4a on its own topic
     async with running_worker(broker, db), Kiosk(broker, "kiosk-i4a") as kiosk:
         await kiosk.publish("crossings", forged)
@@ -128,9 +137,9 @@ async def test_a_kiosk_speaking_for_another_is_quarantined(broker, tmp_path):
 
 
 async def test_an_id_reused_with_other_content_keeps_the_first_and_quarantines_the_second(
-    broker, tmp_path
+    broker, console_db
 ):
-    db = tmp_path / "console.db"
+    db = console_db
     first = crossing("kiosk-i5", 1)
     second = {**first, "lane": "lane-9"}
     async with running_worker(broker, db), Kiosk(broker, "kiosk-i5") as kiosk:
@@ -171,10 +180,10 @@ async def test_a_kiosk_joining_the_share_group_cannot_make_records_go_missing(br
         await kiosk.wait_acked((r["id"] for r in records), timeout=1.5)
 
 
-async def test_two_workers_of_one_group_store_each_record_exactly_once(broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_two_workers_of_one_group_store_each_record_exactly_once(broker, console_db):
+    db = console_db
     records = [crossing("kiosk-i6", seq) for seq in range(1, 201)]
-    group = "pair-i6"
+    group = named("pair-i6")
     async with (
         running_worker(broker, db, group=group) as one,
         running_worker(broker, db, group=group) as two,
@@ -192,10 +201,12 @@ async def test_two_workers_of_one_group_store_each_record_exactly_once(broker, t
     assert one.stats.messages + two.stats.messages == 220
 
 
-async def test_records_published_while_the_console_is_down_arrive_when_it_returns(broker, tmp_path):
-    db = tmp_path / "console.db"
-    client_id = "test-ingest-restart-i7"
-    async with running_worker(broker, db, client_id=client_id, group="restart-i7"):
+async def test_records_published_while_the_console_is_down_arrive_when_it_returns(
+    broker, console_db
+):
+    db = console_db
+    client_id, group = named("test-ingest-restart-i7"), named("restart-i7")
+    async with running_worker(broker, db, client_id=client_id, group=group):
         pass  # the session (and its shared subscription) now exists at the broker
     records = [crossing("kiosk-i7", seq) for seq in range(1, 31)]
     async with Kiosk(broker, "kiosk-i7") as kiosk:
@@ -203,17 +214,17 @@ async def test_records_published_while_the_console_is_down_arrive_when_it_return
             await kiosk.publish("crossings", record)
         await asyncio.sleep(0.1)
         assert kiosk.acks == []
-        async with running_worker(broker, db, client_id=client_id, group="restart-i7"):
+        async with running_worker(broker, db, client_id=client_id, group=group):
             await kiosk.wait_acked(r["id"] for r in records)
     assert rows(db, "SELECT count(*) AS n FROM crossings")[0]["n"] == 30
 
 
-async def test_mosquitto_queues_for_an_offline_member_of_the_share_group(broker, tmp_path):
+async def test_mosquitto_queues_for_an_offline_member_of_the_share_group(broker, console_db):
     # Mosquitto 2.0 round-robins over every session of the group, connected or not: while one
     # worker is away, its share of the messages waits in its session (up to the broker's
     # max_queued_messages) even though the other worker is online.
-    db = tmp_path / "console.db"
-    group, away_id = "offline-i8", "test-ingest-away-i8"
+    db = console_db
+    group, away_id = named("offline-i8"), named("test-ingest-away-i8")
     async with running_worker(broker, db, group=group, client_id=away_id):
         pass
     records = [crossing("kiosk-i8", seq) for seq in range(1, 11)]
@@ -228,9 +239,9 @@ async def test_mosquitto_queues_for_an_offline_member_of_the_share_group(broker,
     assert returning.stats.stored == 5
 
 
-async def test_a_worker_retired_with_session_expiry_0_leaves_the_share_group(broker, tmp_path):
-    db = tmp_path / "console.db"
-    group, retired_id = "retire-i15", "test-ingest-retired-i15"
+async def test_a_worker_retired_with_session_expiry_0_leaves_the_share_group(broker, console_db):
+    db = console_db
+    group, retired_id = named("retire-i15"), named("test-ingest-retired-i15")
     async with running_worker(broker, db, group=group, client_id=retired_id):
         pass
     async with running_worker(broker, db, group=group, client_id=retired_id, session_expiry=0):
@@ -243,8 +254,8 @@ async def test_a_worker_retired_with_session_expiry_0_leaves_the_share_group(bro
     assert alone.stats.stored == 10
 
 
-async def test_a_batch_received_before_stopping_is_committed_and_acked(broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_a_batch_received_before_stopping_is_committed_and_acked(broker, console_db):
+    db = console_db
     records = [crossing("kiosk-i9", seq) for seq in range(1, 4)]
     async with Kiosk(broker, "kiosk-i9") as kiosk:
         async with running_worker(broker, db, max_delay=60) as worker:
@@ -259,9 +270,9 @@ async def test_a_batch_received_before_stopping_is_committed_and_acked(broker, t
 
 
 async def test_a_late_will_of_an_earlier_connection_does_not_mark_the_kiosk_offline(
-    broker, tmp_path
+    broker, console_db
 ):
-    db = tmp_path / "console.db"
+    db = console_db
     device = "kiosk-i10"
     topic = topics.device_topic(device, "availability")
 
@@ -293,9 +304,9 @@ async def test_a_late_will_of_an_earlier_connection_does_not_mark_the_kiosk_offl
 
 
 async def test_a_worker_started_later_learns_availability_from_the_retained_message(
-    broker, tmp_path
+    broker, console_db
 ):
-    db = tmp_path / "console.db"
+    db = console_db
     device = "kiosk-i11"
     async with retained_availability(broker, device):
         async with Kiosk(broker, device) as kiosk:
@@ -312,9 +323,9 @@ async def test_a_worker_started_later_learns_availability_from_the_retained_mess
 
 
 async def test_heartbeats_keep_the_latest_and_a_newer_session_overrides_an_offline(
-    broker, tmp_path
+    broker, console_db
 ):
-    db = tmp_path / "console.db"
+    db = console_db
     device = "kiosk-i12"
     async with running_worker(broker, db), Kiosk(broker, device) as kiosk:
         await kiosk.publish("availability", availability(device, "offline", 3, 30, "shutdown"))
@@ -330,8 +341,8 @@ async def test_heartbeats_keep_the_latest_and_a_newer_session_overrides_an_offli
     assert json.loads(row["health"])["seq"] == 41
 
 
-async def test_the_ingest_command_runs_until_sigterm_then_commits_and_exits(broker, tmp_path):
-    db = tmp_path / "console.db"
+async def test_the_ingest_command_runs_until_sigterm_then_commits_and_exits(broker, console_db):
+    db = console_db
     identity = broker.identity("console")
     command = [
         str(Path(sys.executable).parent / "borderlane-console"),
@@ -347,9 +358,9 @@ async def test_the_ingest_command_runs_until_sigterm_then_commits_and_exits(brok
         "--key",
         str(identity.key_path),
         "--group",
-        "cli-i13",
+        named("cli-i13"),
         "--client-id",
-        "test-cli-i13",
+        named("test-cli-i13"),
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:

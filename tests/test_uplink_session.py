@@ -193,10 +193,10 @@ async def test_broker_killed_mid_stream_every_record_arrives_once_stored(uplink_
 
 
 @pytest.mark.asyncio
-async def test_end_to_end_with_the_real_console_ingest(uplink_broker, tmp_path):
+async def test_end_to_end_with_the_real_console_ingest(uplink_broker, tmp_path, console_db):
     config = uplink_broker.uplink_config("kiosk-e2e")
     outbox = open_outbox(tmp_path, config)
-    db = tmp_path / "console.db"
+    db = console_db
     async with running_worker(uplink_broker, db), running(config, outbox):
         ids = enqueue_many(outbox, 200)
         await until(lambda: outbox.stats().depth == 0)

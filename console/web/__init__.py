@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ..store import StoreError
+from ..store import StoreError, describe
+from ..store.database import reason
 from . import crossings, db, devices
 
 
@@ -39,5 +41,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError):
         return jsonify(error=str(exc)), 503
+
+    @app.errorhandler(OperationalError)
+    def database_away(exc: OperationalError):
+        # The database went away (or is busy) after the app opened it: one line, as at start.
+        message = f"console database {describe(app.config['DATABASE'])}: {reason(exc)}"
+        app.logger.warning("%s", message)
+        return jsonify(error=message), 503
 
     return app

@@ -27,7 +27,8 @@ How it runs the server, and why:
   with a generated password (SCRAM); the URL carries the password.
 - ``postgres`` is our direct child (not daemonized by ``pg_ctl``) with a parent-death signal, so
   it cannot outlive a test run that is killed; ``stop()`` asks it for a fast shutdown, the signal
-  ``pg_ctl stop -m fast`` would send, and waits for it to exit.
+  ``pg_ctl stop -m fast`` would send, and waits for it to exit. ``stop(keep=True)`` then
+  ``restart()`` is a database outage: the server comes back on the same data and port.
 """
 
 from __future__ import annotations
@@ -247,8 +248,12 @@ class PostgresServer:
             self.stop()
             raise
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (fast shutdown: sessions ended, checkpoint) and delete the cluster."""
+    def stop(self, timeout: float = 30.0, *, keep: bool = False) -> None:
+        """Stop the server (fast shutdown: sessions ended, checkpoint) and delete the cluster.
+
+        *keep*: keep the cluster (data directory, log, port) for :meth:`restart`, as a database
+        server that is shut down and comes back keeps its data.
+        """
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             # SIGINT is PostgreSQL's "fast" shutdown, what `pg_ctl stop -m fast` sends; SIGQUIT
@@ -265,9 +270,25 @@ class PostgresServer:
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
-        if self.directory is not None:
+        if self.directory is not None and not keep:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start the server again on the same cluster and port (after ``stop(keep=True)``; a
+        running server gets a fast shutdown first); return once it accepts connections.
+
+        Clients keep their URL: every committed row is there again. A server that cannot come
+        back (its port was taken meanwhile...) raises :class:`PostgresError` and is deleted.
+        """
+        if self.directory is None or not self.data_directory.is_dir():
+            raise PostgresError("nothing to restart: the server was not started, or was deleted")
+        self.stop(timeout, keep=True)
+        try:
+            self._run_postmaster(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def log(self) -> str:
         """The server's log so far (its stderr)."""
