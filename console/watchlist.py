@@ -652,23 +652,3 @@ class CatchupResponder:
             sent,
         )
         return sent
-
-
-def read_list(lines: Iterable[bytes | str], source: str = "list") -> list[Entry]:
-    """Entries of a JSON Lines list file (the kiosk's list-file format); raises
-    :class:`WatchlistSetupError` naming the line of the first bad entry."""
-    from mqtt_schemas.watchlist import WatchlistError, entry_from_record
-
-    entries: list[Entry] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise WatchlistSetupError(f"{source}:{number}: not JSON ({exc})") from None
-        try:
-            entries.append(entry_from_record(record))
-        except WatchlistError as exc:
-            raise WatchlistSetupError(f"{source}:{number}: {exc}") from None
-    return entries

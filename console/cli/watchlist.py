@@ -37,7 +37,6 @@ from ..watchlist import (
     WatchlistHistory,
     WatchlistPublisher,
     WatchlistSetupError,
-    read_list,
 )
 from .options import (
     EXISTING_FILE,
@@ -125,7 +124,8 @@ def publish_command(
 ) -> None:
     """Make LIST.jsonl the fleet's watchlist: the next version, signed, stored, broadcast.
 
-    LIST.jsonl holds the whole list, one entry per line (the kiosk's list-file format). The
+    LIST holds the whole list, one entry per line (the kiosk's list-file format: JSON Lines,
+    or CSV when its name ends in .csv). The
     changes from the current version are signed as a delta (version 1 is a snapshot), stored
     for catch-ups, broadcast to every kiosk, and announced in the retained manifest. An
     unchanged list publishes nothing new.
@@ -137,7 +137,7 @@ def publish_command(
           --key console.key lists/national.jsonl
     """
     with list_file.open("rb") as handle:
-        entries = read_list(handle, str(list_file))
+        entries = list(list_entries(handle, str(list_file)))
     history = WatchlistHistory(db)
     try:
         publisher = _publisher(history, signing_key, key_id, node_id, max_changes=max_changes)

@@ -353,6 +353,7 @@ class _Session:
         assert store is not None
         items = [item for item, _ in batch]
         delay = config.reconnect_min
+        down_since: float | None = None
         while True:
             try:
                 outcome = await self.loop.run_in_executor(
@@ -362,8 +363,16 @@ class _Session:
             except SQLAlchemyError as exc:
                 if not is_disconnect(exc):
                     raise
-                worker.stats.database_outages += 1
-                log.warning(
+                # One warning when it goes, one line when it is back; the tries between are
+                # debug lines, so a night-long outage does not flood the log.
+                if down_since is None:
+                    down_since = self.loop.time()
+                    worker.stats.database_outages += 1
+                    level = logging.WARNING
+                else:
+                    level = logging.DEBUG
+                log.log(
+                    level,
                     "console database %s: %s; %d messages kept unacknowledged, retrying in %.1f s",
                     describe(config.db),
                     database_reason(exc),
@@ -377,6 +386,12 @@ class _Session:
                 if self.closing:
                     return False
                 delay = min(delay * 2, config.database_retry_max)
+        if down_since is not None:
+            log.warning(
+                "console database %s is back after %.0f s; the kept messages are stored",
+                describe(config.db),
+                self.loop.time() - down_since,
+            )
         for _, message in batch:
             connection.puback(self.mqtt, message)
         stats = worker.stats
