@@ -71,6 +71,34 @@ def upsert(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
+_UNNESTED_INSERTS: dict[str, str] = {}
+
+
+def _insert_unnested(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> set[str]:
+    """PostgreSQL: ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`` of *rows*, as one
+    array per column (``SELECT * FROM unnest(…)``); the ids this statement inserted.
+
+    The same statement text for every batch, so psycopg parses it once and the server plans it
+    once, and the arrays go in binary (``%(name)b``), so the JSON payloads are not escaped.
+    SQLAlchemy's multi-row ``VALUES`` has 15 placeholders per crossing that psycopg parses again
+    in Python for every batch: ~100 µs of the worker's CPU per crossing stored in batches of
+    500, ~19 µs like this (SQLite's ``executemany``: ~21 µs).
+    """
+    statement = _UNNESTED_INSERTS.get(table.name)
+    if statement is None:
+        preparer = conn.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(column.name) for column in table.columns)
+        arrays = ", ".join(
+            f"%({column.name})b::{column.type.compile(conn.dialect)}[]" for column in table.columns
+        )
+        statement = _UNNESTED_INSERTS[table.name] = (
+            f"INSERT INTO {preparer.format_table(table)} ({names}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({preparer.quote('id')}) DO NOTHING RETURNING {preparer.quote('id')}"
+        )
+    values = {column.name: [row[column.name] for row in rows] for column in table.columns}
+    return set(conn.exec_driver_sql(statement, values).scalars().all())
+
+
 @dataclass
 class Outcome:
     """What one committed batch did, and what to tell the kiosks."""
@@ -176,13 +204,16 @@ class _Batch:
                 )
         if not new:
             return
-        statement: Insert = upsert(self.conn, table.table).on_conflict_do_nothing(
-            index_elements=[table.table.c.id]
-        )
         rows = [table.row(record, self.received_at) for record in new.values()]
-        inserted = set(
-            self.conn.execute(statement.returning(table.table.c.id), rows).scalars().all()
-        )
+        if self.conn.dialect.name == "postgresql":
+            inserted = _insert_unnested(self.conn, table.table, rows)
+        else:
+            statement: Insert = upsert(self.conn, table.table).on_conflict_do_nothing(
+                index_elements=[table.table.c.id]
+            )
+            inserted = set(
+                self.conn.execute(statement.returning(table.table.c.id), rows).scalars().all()
+            )
         outcome.stored += len(inserted)
         lost = {record_id for record_id in new if record_id not in inserted}
         # Another worker stored these ids between our lookup and our insert (PostgreSQL; on
