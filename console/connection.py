@@ -5,7 +5,8 @@ here:
 
 * manual PUBACK (paho's ``manual_ack``): the ingest worker acknowledges a QoS 1 message to the
   broker only after the database commit that stored it, so a worker that dies mid-batch gets
-  those messages again from its persistent session instead of losing them;
+  those messages again from its persistent session instead of losing them; a batch's PUBACKs
+  go out in one write (:func:`puback_all`);
 * the pending-call warning threshold, which aiomqtt logs past 10 concurrent publishes (the acks
   of one commit are published concurrently).
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +107,19 @@ def client(
     return mqtt
 
 
-def puback(mqtt: aiomqtt.Client, message: aiomqtt.Message) -> None:
-    """Acknowledge *message* to the broker (QoS 1, manual-ack clients only)."""
-    if message.qos == 1:
-        mqtt._client.ack(message.mid, 1)  # private: see the module docstring
+_PUBACK = 0x40
+
+
+def puback_all(mqtt: aiomqtt.Client, messages: Iterable[aiomqtt.Message]) -> None:
+    """Acknowledge every QoS 1 message of *messages* to the broker in one socket write.
+
+    ``ack`` queues one 4-byte PUBACK per message, and paho sends each queued packet with its
+    own ``send``: for a 500-message batch, 500 TLS records, each encrypted and sent alone (and
+    decrypted alone by the broker). The same PUBACKs (``0x40 0x02 mid``, success implied, as
+    paho writes them) are queued here as one buffer, which paho sends like any other packet.
+    """
+    mids = [message.mid for message in messages if message.qos == 1]
+    if not mids:
+        return
+    packet = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
+    mqtt._client._packet_queue(_PUBACK, packet, 0, 0)  # private: see the module docstring

@@ -175,6 +175,32 @@ def test_an_id_stored_with_other_content_is_quarantined_and_rejected(store):
     assert query(store, "SELECT lane FROM crossings") == [(record["lane"],)]
 
 
+def test_an_id_twice_in_one_batch_is_settled_against_what_is_kept(store):
+    record = crossing("kiosk-s4b", 1)
+    changed = {**record, "lane": "lane-7"}
+    first = store.apply(
+        items(
+            message("kiosk-s4b", "crossings", record),
+            message("kiosk-s4b", "crossings", record),  # republished while the first was queued
+            message("kiosk-s4b", "crossings", changed),
+        ),
+        "console-1",
+        NOW,
+    )
+    assert (first.stored, first.duplicates, first.quarantined) == (1, 1, 1)
+    # later, only the changed copy comes, twice: both compared with the stored record
+    again = store.apply(
+        items(
+            message("kiosk-s4b", "crossings", changed),
+            message("kiosk-s4b", "crossings", changed),
+        ),
+        "console-1",
+        NOW,
+    )
+    assert (again.stored, again.duplicates, again.quarantined) == (0, 0, 2)
+    assert query(store, "SELECT lane FROM crossings") == [(record["lane"],)]
+
+
 def test_the_same_quarantined_message_twice_is_one_row_counted_twice(store):
     bad = message("kiosk-s5", "crossings", b"{oops")
     store.apply(items(bad), "console-1", NOW)
@@ -356,3 +382,32 @@ def test_the_paho_speedup_keeps_properties_behaviour():
     with pytest.raises(MQTTException):
         received.Nonsense = 1
     assert Properties(PacketTypes.CONNECT).packetType == PacketTypes.CONNECT
+
+
+def test_both_backends_store_the_same_rows(tmp_path, postgres_url):
+    """PostgreSQL's insert is its own statement (unnest of binary arrays, for speed); what it
+    stores must be exactly what SQLite stores, column by column."""
+    batch = [
+        message(payload["device_id"], channel, payload)
+        for name, channel in (
+            ("crossing", "crossings"),
+            ("screening-hit", "hits"),
+            ("officer-decision", "decisions"),
+        )
+        for payload in (example["payload"] for example in mqtt_schemas.examples(name)["valid"])
+    ]
+    stored = []
+    for target in (str(tmp_path / "console.db"), postgres_url):
+        store = Store.open(target)
+        try:
+            assert store.apply(items(*batch), "console-1", NOW).stored == len(batch)
+            stored.append(
+                {
+                    table: query(store, f"SELECT * FROM {table} ORDER BY id")
+                    for table in ("crossings", "hits", "decisions")
+                }
+            )
+        finally:
+            store.close()
+    assert stored[0] == stored[1]
+    assert sum(len(found) for found in stored[0].values()) == len(batch)

@@ -36,6 +36,16 @@ from .options import (
     type=click.IntRange(0, 2**32 - 1),
     help="Seconds the broker keeps queuing for this worker while it is away.",
 )
+@click.option(
+    "--batch-delay",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    metavar="MS",
+    help="A batch commits this long after its first message at the latest. Several workers "
+    "each see a share of the traffic: a longer delay keeps their batches (and the acks per "
+    "commit) large, at that much more ack latency.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
 @one_line_errors(ingest.IngestError, StoreError)
 def ingest_command(
@@ -45,6 +55,7 @@ def ingest_command(
     group: str,
     client_id: str | None,
     session_expiry: int,
+    batch_delay: int,
     verbose: bool,
 ) -> None:
     """Store what kiosks publish (crossings, hits, decisions, availability, health, command
@@ -69,5 +80,6 @@ def ingest_command(
         group=group,
         client_id=client_id,
         session_expiry=session_expiry,
+        max_delay=batch_delay / 1000,
     )
     run_until_stopped(ingest.IngestWorker(config).run)

@@ -83,7 +83,7 @@ class IngestConfig:
     """MQTT client id; fixed, so the session survives restarts. One per worker."""
     session_expiry: int = 3600
     max_batch: int = 500
-    max_delay: float = 0.020
+    max_delay: float = 0.050
     receive_maximum: int = 2000
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
@@ -392,8 +392,7 @@ class _Session:
                 describe(config.db),
                 self.loop.time() - down_since,
             )
-        for _, message in batch:
-            connection.puback(self.mqtt, message)
+        connection.puback_all(self.mqtt, (message for _, message in batch))
         stats = worker.stats
         stats.commits += 1
         stats.stored += outcome.stored

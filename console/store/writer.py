@@ -191,20 +191,17 @@ class _Batch:
     # -- records --------------------------------------------------------------------------
 
     def _records(self, table: RecordTable, records: list[Record]) -> None:
+        """Insert first, look only at the ids that were already there: in the common case (new
+        records) one statement per batch, with no lookup before it."""
         outcome = self.outcome
-        stored = self._stored_payloads(table.table, {r.id for r in records})
-        new: dict[str, Record] = {}
+        first: dict[str, Record] = {}
+        again: list[Record] = []  # an id twice in one batch: settled against what is stored
         for record in records:
-            previous = stored.get(record.id)
-            if previous is None and record.id not in new:
-                new[record.id] = record
+            if record.id in first:
+                again.append(record)
             else:
-                self._settle_existing(
-                    record, previous if previous is not None else new[record.id].text
-                )
-        if not new:
-            return
-        rows = [table.row(record, self.received_at) for record in new.values()]
+                first[record.id] = record
+        rows = [table.row(record, self.received_at) for record in first.values()]
         if self.conn.dialect.name == "postgresql":
             inserted = _insert_unnested(self.conn, table.table, rows)
         else:
@@ -215,15 +212,18 @@ class _Batch:
                 self.conn.execute(statement.returning(table.table.c.id), rows).scalars().all()
             )
         outcome.stored += len(inserted)
-        lost = {record_id for record_id in new if record_id not in inserted}
-        # Another worker stored these ids between our lookup and our insert (PostgreSQL; on
-        # SQLite the write lock is held from the start): theirs is kept, ours compared with it.
-        stored = self._stored_payloads(table.table, lost) if lost else {}
-        for record_id, record in new.items():
+        # Stored before (a republication), or by another worker since our transaction began
+        # (PostgreSQL waits for its commit): the stored record is kept, ours compared with it.
+        existing = [record_id for record_id in first if record_id not in inserted]
+        stored = self._stored_payloads(table.table, existing) if existing else {}
+        for record_id, record in first.items():
             if record_id in inserted:
                 outcome.device(record.device_id).ack(record_id)
             else:
                 self._settle_existing(record, stored[record_id])
+        for record in again:
+            kept = first[record.id].text if record.id in inserted else stored[record.id]
+            self._settle_existing(record, kept)
 
     def _settle_existing(self, record: Record, previous: str) -> None:
         """*record*'s id is stored already: a redelivery (ack again) or a conflict (quarantine)."""

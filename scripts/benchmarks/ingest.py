@@ -333,13 +333,15 @@ class Worker:
     """One ``borderlane-console ingest`` process; its log is read as it comes (a full pipe
     would stall it)."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], db: str) -> None:
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # as a deployment would: a database URL (and its password) off the command line
+            env={**os.environ, "BORDERLANE_CONSOLE_DB": db},
         )
         self.lines: list[str] = []
         self.connected = threading.Event()
@@ -435,13 +437,15 @@ async def _measure(
                 processes.append(
                     Worker(
                         [
-                            *command, "ingest", "--db", target.db,
+                            *command, "ingest",
                             "--broker", f"127.0.0.1:{config.tls_port}",
                             "--cafile", str(pki.ca.cert_path),
                             "--cert", str(pki.console.cert_path),
                             "--key", str(pki.console.key_path),
                             "--group", "bench", "--client-id", f"bench-ingest-{n}",
-                        ]
+                            *os.environ.get("BENCH_INGEST_ARGS", "").split(),
+                        ],
+                        target.db,
                     )
                 )  # fmt: skip
             for process in processes:
