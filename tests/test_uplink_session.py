@@ -28,8 +28,9 @@ from edge.uplink import (
     UplinkError,
 )
 from harness.console import rows, running_worker
-from harness.uplink import ENVELOPE, TestConsole, crossing_body, spawn
+from harness.uplink import TestConsole, crossing_body, spawn
 from mqtt_schemas import topics
+from mqtt_schemas.envelope import ENVELOPE_FIELDS
 
 pytestmark = pytest.mark.timeout(30)
 CLOCK = StaticClock()
@@ -75,7 +76,7 @@ async def next_message(client: aiomqtt.Client, timeout: float = 5) -> aiomqtt.Me
 
 def health_body(uplink: Uplink) -> dict:
     example = mqtt_schemas.examples("health")["valid"][0]["payload"]
-    body = {k: v for k, v in example.items() if k not in ENVELOPE}
+    body = {k: v for k, v in example.items() if k not in ENVELOPE_FIELDS}
     status = uplink.status()
     body.update(status.health_fields())
     body["components"] = {"uplink": status.component()}

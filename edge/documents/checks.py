@@ -16,7 +16,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-_NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+from mqtt_schemas import identifiers
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_DETAIL = 500
 
@@ -41,7 +42,7 @@ class Check:
     detail: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+        if not isinstance(self.name, str) or not identifiers.NAME.fullmatch(self.name):
             raise ValueError(f"check name {self.name!r} is not ^[a-z][a-z0-9._-]{{0,63}}$")
         object.__setattr__(self, "result", CheckResult(self.result))
         detail = _CONTROL.sub(" ", str(self.detail))

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +70,7 @@ from edge.sim.watchlist import (
     new_profile,
     positive_query,
 )
+from mqtt_schemas import identifiers
 
 __all__ = [
     "DEFAULT_FILLER",
@@ -122,7 +122,6 @@ _LISTINGS = (
     ("missing-persons", "missing-person", "alert", 25),
 )
 _REASONS = {"refer": "watchlist-hit", "deny": "watchlist-deny", "alert": "watchlist-alert"}
-_SITE = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 # Letters no OCR folding turns into digits (the matcher folds O/0, I/1, B/8, S/5...): our
 # document numbers can never collide with the filler's lost and stolen documents.
 _SAFE_LETTERS = "ACEFHJKLMNPRTUVWXY"
@@ -512,7 +511,7 @@ def make_population(
         raise PopulationError(f"size is a number of travellers (1 or more), got {size!r}")
     if isinstance(filler, bool) or not isinstance(filler, int) or filler < 0:
         raise PopulationError(f"filler is a number of persons (0 or more), got {filler!r}")
-    if not isinstance(site, str) or not _SITE.fullmatch(site):
+    if not isinstance(site, str) or not identifiers.NAME.fullmatch(site):
         raise PopulationError(f"site is a crossing point id (a-z, 0-9, .-_), got {site!r}")
     if (directory / "population.json").exists():
         raise PopulationError(f"{directory} already holds a population; choose a new directory")

@@ -43,19 +43,18 @@ import mqtt_schemas
 from console.connection import Endpoint
 from edge.uplink import Outbox, StaticClock, Uplink, UplinkConfig
 from mqtt_schemas import topics
+from mqtt_schemas.envelope import ENVELOPE_FIELDS
 from provisioning.broker import BrokerConfig, Mosquitto, free_port
 from provisioning.pki import CertificateAuthority, Identity
 
 TESTS = Path(__file__).resolve().parent.parent
-ENVELOPE = ("schema", "id", "device_id", "seq", "time", "clock")
-RECORD_CHANNELS = ("crossings", "hits", "decisions")
 _ids = itertools.count(1)
 
 
 def crossing_body(number: int = 0) -> dict[str, Any]:
     """A valid crossing payload without its envelope (the outbox fills that in)."""
     example = mqtt_schemas.examples("crossing")["valid"][0]["payload"]
-    body = {k: v for k, v in example.items() if k not in ENVELOPE}
+    body = {k: v for k, v in example.items() if k not in ENVELOPE_FIELDS}
     body["latency_ms"] = number
     return body
 
@@ -263,7 +262,7 @@ class TestConsole:
                 async with self.broker.client(self.name, **self._options) as client:
                     self._client = client
                     await client.subscribe(
-                        [(topics.device_filter(channel), 1) for channel in RECORD_CHANNELS]
+                        [(topics.device_filter(channel), 1) for channel in topics.RECORD_CHANNELS]
                     )
                     self.connected.set()
                     pending: dict[str, list[str]] = {}
