@@ -122,7 +122,9 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
     upgraded = run("db", "upgrade", "--db", str(path))
 
     assert upgraded.exit_code == 0, upgraded.output
-    assert upgraded.output.strip() == "upgraded to schema version 0002 (applied 0002)"
+    assert upgraded.output.strip() == (
+        f"upgraded to schema version {migrations.head()} (applied 0002, 0003)"
+    )
     for table, found in before.items():
         assert rows(path, f"SELECT * FROM {table} ORDER BY 1") == found, table
     assert run("db", "status", "--db", str(path)).output.strip().endswith("(current)")

@@ -257,3 +257,94 @@ watchlist_entries = Table(
     Column("entry_id", Text, primary_key=True),
     Column("entry", Text, nullable=False),
 )
+
+# -- people (migration 0003) ---------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("agency", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("posts", Text, nullable=False),  # JSON list of site ids, ["*"]: every post
+    Column("password_hash", Text, nullable=False),
+    Column("must_change_password", Integer, nullable=False),
+    Column("disabled", Integer, nullable=False),
+    Column("api_token_hash", Text),
+    Column("created_at", Text, nullable=False),
+    Column("password_changed_at", Text),
+    Index("idx_users_username", "username", unique=True),
+    Index("idx_users_api_token_hash", "api_token_hash", unique=True),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Index("idx_login_failures_username_at", "username", "at"),
+    Index("idx_login_failures_address_at", "address", "at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", Text, nullable=False),
+    Column("user_id", BigInteger),
+    Column("username", Text, nullable=False),
+    Column("agency", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("purpose", Text),
+    Column("purpose_text", Text),
+    Column("query", Text, nullable=False),  # JSON: what was asked (the route's parameters)
+    Column("records", Text, nullable=False),  # JSON list of the record ids shown or exported
+    Column("address", Text),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Index("idx_audit_log_at", "at"),
+    Index("idx_audit_log_username_at", "username", "at"),
+)
+
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),  # the last purged entry: the chain goes on from it
+    Column("hash", Text, nullable=False),
+    Column("purged_at", Text, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("device_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("raised_at", Text, nullable=False),
+    Column("cleared_at", Text),
+    Column("detail", Text, nullable=False),
+    Index("idx_alerts_open", "device_id", "rule", "cleared_at"),
+    Index("idx_alerts_raised_at", "raised_at"),
+)
+
+dispositions = Table(
+    "dispositions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("crossing_id", Text, nullable=False),
+    Column("hit_id", Text),
+    Column("user_id", BigInteger, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("disposition", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Index("idx_dispositions_crossing_id", "crossing_id"),
+)
