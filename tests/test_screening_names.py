@@ -1,10 +1,11 @@
-"""Names and document numbers as the matcher sees them (edge.screening.names)."""
+"""Names and document numbers as the matcher sees them (mqtt_schemas.names: shared by the
+kiosk's matcher and the console's crossing search)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edge.screening.names import (
+from mqtt_schemas.names import (
     code_hash,
     deletions,
     document_key,

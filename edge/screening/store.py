@@ -35,9 +35,7 @@ from typing import Any
 
 import sqlite_utils
 
-from mqtt_schemas.watchlist import ACTIONS, STATUSES
-
-from .names import (
+from mqtt_schemas.names import (
     deletions,
     document_key,
     index_person,
@@ -45,6 +43,7 @@ from .names import (
     state_code,
     stored_keys,
 )
+from mqtt_schemas.watchlist import ACTIONS, STATUSES
 
 __all__ = ["INDEX_FORMAT", "StoreError", "WatchlistStore", "birth_year", "date_number"]
 

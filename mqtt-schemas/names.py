@@ -1,0 +1,447 @@
+"""Names and document numbers as the matcher compares them. Pure functions, no I/O.
+
+Shared by both sides: the kiosk's watchlist matcher and the console's crossing search read a
+name the same way (the console imports no kiosk code, so this lives in the contract package).
+
+A name goes through :func:`transliterate` (Unicode NFKC; Cyrillic, Greek, Arabic, Chinese and
+every other script to Latin with ``anyascii``, ISC licence, plus a few rules for Arabic and
+Greek that ``anyascii`` leaves to the reader), then :func:`tokens` (upper case, diacritics
+gone, apostrophes joined, every other separator a space, OCR digits read as letters), then
+:func:`parse_name`, which marks particles (DE, DEL, AL, BIN, VAN ...) and builds the *units*
+the matcher aligns and indexes:
+
+* every core token (not a particle);
+* every pair of adjacent core tokens of one field, joined (``XIAO MING`` -> ``XIAOMING``,
+  ``ABD AL AZIZ`` -> ``ABDALAZIZ``), so joined and split spellings meet;
+* every particle run joined to the token it introduces (``DE LA CRUZ`` -> ``DELACRUZ``,
+  ``AL RASHID`` -> ``ALRASHID``);
+* every token that starts with a particle, without it (``ALRASHID`` -> ``RASHID``).
+
+:func:`phonetic` reduces a token to a consonant skeleton tuned for transliteration variants
+(MOHAMMED, MUHAMMAD, mhmd; ALEKSANDR, ALEXANDER; KHALID, CHALID; PAPADOPOULOS,
+Papadopoylos); :func:`code_hash` turns it into the 31-bit integer the index stores.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+from anyascii import anyascii
+
+__all__ = [
+    "PARTICLES",
+    "Name",
+    "PersonIndex",
+    "Unit",
+    "code_hash",
+    "deletions",
+    "document_key",
+    "index_person",
+    "pair_key",
+    "parse_name",
+    "parse_stored",
+    "person_tokens",
+    "phonetic",
+    "state_code",
+    "store_form",
+    "stored_keys",
+    "tokens",
+    "transliterate",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+# OCR confusions on both sides of the comparison fold to one character, so a document read as
+# "G1O5B3221" finds the entry "G10583221" (and the other way round).
+_OCR_FOLD = str.maketrans("OQDILZSGB", "000112568")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]")
+
+
+def document_key(number: str) -> str:
+    """The number a document entry is indexed by: upper case, fillers, spaces and dashes gone,
+    OCR-confusable letters folded to digits (O Q D -> 0, I L -> 1, Z -> 2, S -> 5, G -> 6,
+    B -> 8)."""
+    return _NOT_ALNUM.sub("", number.upper()).translate(_OCR_FOLD)
+
+
+_STATE_ALIASES = {"DEU": "D"}  # ICAO writes Germany as D; lists sometimes use the ISO code
+
+
+def state_code(state: str) -> str:
+    """An issuing state as ICAO writes it in the MRZ: upper case, fillers removed."""
+    code = state.replace("<", "").strip().upper()
+    return _STATE_ALIASES.get(code, code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transliteration
+
+_ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
+_ARABIC_MARKS = re.compile(r"[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
+_GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
+# Scripts written without spaces between syllables that anyascii romanizes syllable by
+# syllable: each syllable becomes its own token (joined units bring them back together).
+_SYLLABIC = re.compile(
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002fa1f]"
+)
+_ALEF = "\u0627\u0623\u0625\u0622\u0671"
+_WEAK_ARABIC = "\u0621\u0626\u0624\u0639"  # hamza forms and ain: a vowel onset, else silent
+_VOWEL_LETTERS = ("\u0627", "\u0648", "\u064a", "\u0649", "\u06cc")  # alif, waw, ya, alif maqsura
+
+
+def _arabic_word(word: str) -> str:
+    # anyascii writes Arabic as its consonant skeleton; these rules keep the vowels the
+    # script does write (long vowels, ta marbuta, alif maqsura) where Latin spellings have
+    # them, and split off the article, so that the skeleton meets the Latin spelling's.
+    word = _ARABIC_MARKS.sub("", word)
+    prefix = ""
+    if word.startswith("\u0627\u0644") and len(word) > 3:  # al-
+        prefix, word = "AL ", word[2:]
+    out = []
+    for index, char in enumerate(word):
+        if char in _ALEF or (index == 0 and char in _WEAK_ARABIC):
+            out.append("A")
+        elif char in _WEAK_ARABIC:
+            continue
+        elif char == "\u0648":  # waw: a consonant before a vowel letter, else the vowel u
+            out.append("W" if index == 0 or word[index + 1 : index + 2] in _VOWEL_LETTERS else "U")
+        elif char in "\u064a\u06cc":  # ya: a consonant before a vowel letter, else i
+            out.append("Y" if index == 0 or word[index + 1 : index + 2] in _VOWEL_LETTERS else "I")
+        elif char in "\u0629\u0649":  # ta marbuta, alif maqsura
+            out.append("A")
+        else:
+            out.append(anyascii(char))
+    return prefix + "".join(out)
+
+
+def _greek_word(word: str) -> str:
+    decomposed = unicodedata.normalize("NFD", word)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    plain = unicodedata.normalize("NFC", plain).lower()
+    pairs = (("ου", "ou"), ("ευ", "ev"), ("αυ", "av"), ("γγ", "ng"), ("γξ", "nx"))  # noqa: RUF001
+    for greek, latin in pairs:
+        plain = plain.replace(greek, latin)
+    plain = plain.replace("γχ", "nch").replace("μπ", "b" if plain.startswith("μπ") else "mp")
+    if plain.startswith("ντ"):
+        plain = "d" + plain[2:]
+    return anyascii(plain)
+
+
+def transliterate(text: str) -> str:
+    """*text* in Latin letters (any script in; case and diacritics may remain)."""
+    text = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        return text
+    words = []
+    for word in text.split():
+        if _ARABIC.search(word):
+            words.append(_arabic_word(word))
+        elif _GREEK.search(word):
+            words.append(_greek_word(word))
+        elif _SYLLABIC.search(word):
+            words.append(" ".join(anyascii(c) if _SYLLABIC.match(c) else c for c in word))
+        else:
+            words.append(anyascii(word))
+    return " ".join(words)
+
+
+_APOSTROPHES = re.compile(r"['`\u2018\u2019\u02bc\u02bb\u00b4]")
+_OCR_LETTERS = str.maketrans("0125680", "OIZSGBO")  # an OCR'd name with digits in it
+_SEPARATORS = re.compile(r"[^A-Z]+")
+
+
+def tokens(text: str) -> list[str]:
+    """The tokens of a name field: ``"García-López, Mª"`` -> ``["GARCIA", "LOPEZ", "MA"]``."""
+    latin = anyascii(transliterate(text)).upper()
+    latin = _APOSTROPHES.sub("", latin).translate(_OCR_LETTERS)
+    return [t for t in _SEPARATORS.split(latin) if t]
+
+
+# ---------------------------------------------------------------------------------------------
+# Particles and units
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+PARTICLES = _words(
+    "AL EL UL BIN IBN BEN BINT BENT BN BNT ABU ABOU "
+    "DE DEL DELA DELLA DELLE DEI DES DU DA DAS DOS DO DI LA LE LOS LAS Y E "
+    "VAN VON DER DEN TER TEN ZU"
+)
+"""Connecting words of compound names. They never count as a name part on their own, but
+joined units keep them (DELACRUZ, ALRASHID, BINLADEN)."""
+_STRIPPABLE = re.compile(
+    r"^(VANDER|VANDEN|DELOS|ABOU|DELA|BIN|IBN|BEN|ABU|DEL|DOS|DAS|VAN|VON|AL|EL|UL|DE|DI|DA|DU)"
+    r"(?=.{4})"
+)
+"""Particles written joined to the name they introduce (a name of four letters or more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Something the matcher can align: a token, or tokens joined, or a token stripped."""
+
+    text: str
+    mask: int
+    """Bit *i* set when the unit stands for core token *i* of the name."""
+    field: int
+    """0 surname, 1 given names."""
+    kind: str
+    """token, joined, prefixed (particles joined on) or stripped (a joined particle removed)."""
+    shown: str = ""
+    """How the unit is written in the name it comes from (``AL RASHID`` for ``ALRASHID``)."""
+
+    @property
+    def display(self) -> str:
+        return self.shown or self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """One name variant, parsed: its core tokens and its units."""
+
+    core: tuple[str, ...]
+    fields: tuple[int, ...]
+    """The field (0 surname, 1 given) of each core token."""
+    units: tuple[Unit, ...]
+
+    @property
+    def surname_mask(self) -> int:
+        return sum(1 << i for i, f in enumerate(self.fields) if f == 0)
+
+    @property
+    def keyed_units(self) -> tuple[Unit, ...]:
+        """The units that make index keys (initials are too common to index)."""
+        return tuple(u for u in self.units if len(u.text) > 1)
+
+
+def _is_particle(field_tokens: list[str], index: int) -> bool:
+    # A particle introduces a later non-particle token of its field; alone, or last, it is a
+    # name (Vietnamese LE, Dutch VAN as a surname).
+    if field_tokens[index] not in PARTICLES:
+        return False
+    return any(t not in PARTICLES for t in field_tokens[index + 1 :])
+
+
+def parse_name(surname: list[str], given: list[str]) -> Name:
+    """The :class:`Name` of a surname and given names, both already :func:`tokens`."""
+    core: list[str] = []
+    fields: list[int] = []
+    units: list[Unit] = []
+    for field, field_tokens in enumerate((surname, given)):
+        pending: list[str] = []  # particles before the next core token
+        previous: tuple[int, list[str]] | None = None  # (core index, tokens since it)
+        for index, token in enumerate(field_tokens):
+            if _is_particle(field_tokens, index):
+                pending.append(token)
+                if previous is not None:
+                    previous[1].append(token)
+                continue
+            position = len(core)
+            bit = 1 << position
+            core.append(token)
+            fields.append(field)
+            units.append(Unit(token, bit, field, "token"))
+            if pending:
+                shown = " ".join((*pending, token))
+                units.append(Unit("".join(pending) + token, bit, field, "prefixed", shown))
+            joined_particle = _STRIPPABLE.match(token)
+            if joined_particle:
+                prefix = joined_particle.group(1)
+                shown = f"{token} without {prefix}"
+                units.append(Unit(token[len(prefix) :], bit, field, "stripped", shown))
+            if previous is not None and len(token) > 1 and len(core[previous[0]]) > 1:
+                parts = (core[previous[0]], *previous[1], token)
+                mask = bit | (1 << previous[0])
+                units.append(Unit("".join(parts), mask, field, "joined", " ".join(parts)))
+            previous = (position, [])
+            pending = []
+    return Name(tuple(core), tuple(fields), tuple(units))
+
+
+@lru_cache(maxsize=8192)
+def parse_stored(stored: str) -> tuple[Name, ...]:
+    """A stored entry's names: ``"SURNAME TOKENS/GIVEN TOKENS|..."`` (see :func:`store_form`)."""
+    names = []
+    for variant in stored.split("|"):
+        surname, _, given = variant.partition("/")
+        names.append(parse_name(surname.split(), given.split()))
+    return tuple(names)
+
+
+def store_form(names: list[tuple[list[str], list[str]]]) -> str:
+    """How a person's names are stored for the matcher: tokens, fields by ``/``, names by ``|``."""
+    return "|".join(" ".join(s) + "/" + " ".join(g) for s, g in names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phonetic skeleton
+
+_SPECIAL = {
+    # digraphs, in the order they are tried at each position
+    "SHCH": "S",
+    "TSCH": "K",
+    "SCH": "S",
+    "TCH": "K",
+    "DZH": "J",
+    "CH": "K",
+    "KH": "K",
+    "CK": "K",
+    "CZ": "K",
+    "SH": "S",
+    "SZ": "S",
+    "ZH": "J",
+    "DJ": "J",
+    "DZ": "J",
+    "PH": "F",
+    "TH": "T",
+    "GH": "G",
+    "TS": "S",
+    "TZ": "S",
+    "QU": "K",
+}
+_SPECIAL_RE = re.compile(
+    "|".join(_SPECIAL)
+    + r"|^G(?=[EIY])"  # Greek GEORGIOS = YIORGOS, GIANNIS = YANNIS: a vowel onset
+    + r"|C(?=[EIY])"  # soft C
+    + r"|(?<=[AEIOUY])J$"  # SERGEJ = SERGEY, ANDREJ = ANDREY
+)
+_SPECIAL_OUT = {**_SPECIAL, "G": "*", "C": "S", "J": "*"}
+# Single letters to symbols: vowels "*", H "h" (both dropped but at the start), others by
+# class. The digraph outputs (S K J F T G *) are fixed points, so one pass after them works.
+_SINGLE = str.maketrans(
+    {
+        **dict.fromkeys("AEIOUY", "*"),
+        "H": "h",
+        **{c: c for c in "BFGJKLMNPRST"},
+        "C": "K",
+        "D": "T",
+        "Q": "K",
+        "V": "F",
+        "W": "F",  # IWANOW = IVANOV, KOWALSKI = KOVALSKI
+        "X": "KS",
+        "Z": "S",
+    }
+)
+_REPEATS = re.compile(r"(.)\1+")
+
+
+def _special(match: re.Match[str]) -> str:
+    return _SPECIAL_OUT[match.group()]
+
+
+@lru_cache(maxsize=65536)
+def phonetic(token: str) -> str:
+    """The consonant skeleton of an upper-case token: transliteration variants share it.
+
+    Vowels go (a leading vowel, H, Y or soft G becomes ``A``), doubled letters count once, and
+    consonants that transliterations interchange share a symbol: C/K/Q/CH/KH/TCH, S/Z/SH/TS,
+    D/T, V/W/F/PH, J/ZH/DJ, X = KS.
+    """
+    symbols = _SPECIAL_RE.sub(_special, _REPEATS.sub(r"\1", token)).translate(_SINGLE)
+    head = "A" if symbols[:1] in ("*", "h") else ""
+    skeleton = head + symbols.replace("*", "").replace("h", "")
+    return skeleton or token
+
+
+def code_hash(code: str) -> int:
+    """A 31-bit, never zero, stable integer for a phonetic code (CRC-32 based)."""
+    return (zlib.crc32(code.encode("ascii")) & 0x7FFFFFFF) or 1
+
+
+def pair_key(a: int, b: int) -> int:
+    """The index key of two codes together, order-free; above every single-code key."""
+    low, high = (a, b) if a <= b else (b, a)
+    return (low << 31) | high
+
+
+def deletions(token: str) -> set[str]:
+    """*token* and every string one deletion away: the fuzzy vocabulary's variants (SymSpell).
+
+    Two tokens within one edit (a substitution, an insertion, a deletion or most adjacent
+    transpositions) share a variant.
+    """
+    return {token} | {token[:i] + token[i + 1 :] for i in range(len(token))}
+
+
+MIN_FUZZY_LENGTH = 4
+"""Shorter tokens get no fuzzy vocabulary entries: one edit away from too much."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonIndex:
+    """What the store keeps to find a person: stored names, index keys, vocabulary."""
+
+    stored: str
+    keys: frozenset[int]
+    vocabulary: frozenset[str]
+    """Unit texts the fuzzy vocabulary should know (tokens and joined tokens)."""
+
+
+def name_fields(name: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """The surname and given-name tokens of a ``{"surname", "given_names"}`` name."""
+    return tokens(name.get("surname") or ""), tokens(name.get("given_names") or "")
+
+
+def unit_keys(
+    units: Iterable[Unit], codes: Mapping[Unit, Iterable[int]], *, all_singles: bool = False
+) -> set[int]:
+    """The blocking keys of a name's units.
+
+    Pairs: every two units about different tokens, one of them at least from the surname.
+    A hit needs a surname token of the list's name and one of the traveller's to take part,
+    and two tokens to match, so any hit shares such a pair, and given-name pairs (the
+    commonest: JOSE LUIS, MOHAMMED ALI) are never needed. Singles: the surname units (all
+    units with *all_singles*, or when the name has one token or no surname).
+    """
+    keyed = [u for u in units if codes.get(u)]
+    has_surname = any(u.field == 0 for u in keyed)
+    single_token = len({u.mask for u in keyed if u.kind == "token"}) <= 1
+    keys: set[int] = set()
+    for unit in keyed:
+        if all_singles or single_token or not has_surname or unit.field == 0:
+            keys.update(codes[unit])
+    for first, second in combinations(keyed, 2):
+        if first.mask & second.mask:
+            continue
+        if has_surname and first.field and second.field:
+            continue
+        for a in codes[first]:
+            for b in codes[second]:
+                keys.add(pair_key(a, b))
+    return keys
+
+
+def stored_keys(stored: str) -> frozenset[int]:
+    """The index keys of a person from its stored names (the same at insert and at removal)."""
+    keys: set[int] = set()
+    for parsed in parse_stored(stored):
+        units = parsed.keyed_units
+        keys |= unit_keys(units, {u: (code_hash(phonetic(u.text)),) for u in units})
+    return frozenset(keys)
+
+
+def person_tokens(stored: str) -> frozenset[str]:
+    """The distinct core tokens of a person's names: what the vocabulary counts per person."""
+    return frozenset(t for parsed in parse_stored(stored) for t in parsed.core)
+
+
+def index_person(names: Iterable[Mapping[str, str]]) -> PersonIndex:
+    """The :class:`PersonIndex` of a person entry's names."""
+    stored = store_form([name_fields(name) for name in names])
+    vocabulary = {
+        u.text
+        for parsed in parse_stored(stored)
+        for u in parsed.keyed_units
+        if u.kind in ("token", "joined") and len(u.text) >= MIN_FUZZY_LENGTH
+    }
+    return PersonIndex(stored, stored_keys(stored), frozenset(vocabulary))
