@@ -9,4 +9,5 @@ pytest_plugins = [
     "harness.browser",
     "harness.agent",
     "harness.postgres",
+    "harness.console_web",
 ]

@@ -1,5 +1,7 @@
 """The console web app's JSON endpoints, on a database filled through the store: each test
-runs on SQLite and on PostgreSQL (``console_db``)."""
+runs on SQLite and on PostgreSQL (``console_db``). The API answers only a user the policy
+allows: these tests call it with an admin's API token (admins see the fleet and statistics);
+who else may is tested at the end."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import json
 
 import pytest
 
+from console.accounts import Accounts
 from console.records import classify
-from console.store import Store
+from console.store import Store, open_database
 from console.web import create_app
 from harness.console import availability, crossing, health
+from harness.console_web import FAST_HASHER, add_role_accounts
 from mqtt_schemas import topics
 from provisioning.broker import free_port
 
@@ -22,8 +26,36 @@ def put(store: Store, device_id: str, channel: str, payload: dict) -> None:
     store.apply([classify(topic, json.dumps(payload).encode())], "console-1", NOW)
 
 
+class TokenClient:
+    """A test client that sends an API token with every request."""
+
+    def __init__(self, app, token: str) -> None:
+        self.client = app.test_client()
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str, **kwargs):
+        return self.client.get(path, headers=self.headers, **kwargs)
+
+
+def make_app(console_db, tmp_path):
+    return create_app(
+        {"DATABASE": console_db, "INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True}
+    )
+
+
 @pytest.fixture
-def client(console_db):
+def tokens(console_db):
+    """An API token per role (the accounts of harness.console_web)."""
+    engine = open_database(console_db)
+    accounts = Accounts(engine, hasher=FAST_HASHER)
+    roles = add_role_accounts(accounts)
+    found = {role: accounts.issue_token(username) for role, username in roles.items()}
+    engine.dispose()
+    return found
+
+
+@pytest.fixture
+def app(console_db, tmp_path, tokens):
     store = Store.open(console_db)
     put(store, "kiosk-w1", "availability", availability("kiosk-w1", "online", 4, 1))
     put(store, "kiosk-w1", "health", health("kiosk-w1", 4, 2))
@@ -46,7 +78,12 @@ def client(console_db):
         )
         put(store, "kiosk-w1", "crossings", record)
     store.close()
-    return create_app({"DATABASE": console_db, "TESTING": True}).test_client()
+    return make_app(console_db, tmp_path)
+
+
+@pytest.fixture
+def client(app, tokens):
+    return TokenClient(app, tokens["admin"])
 
 
 def test_the_fleet_lists_every_kiosk_with_availability_and_last_health(client):
@@ -109,18 +146,60 @@ def test_bad_date_bounds_are_refused(client, query):
 
 
 def test_a_missing_database_is_a_503_and_a_missing_setting_an_error(tmp_path):
-    """SQLite only: a missing file is SQLite's "no console database"."""
-    app = create_app({"DATABASE": str(tmp_path / "none.db")})
-    response = app.test_client().get("/api/devices")
+    """SQLite only: a missing file is SQLite's "no console database". The token is looked up
+    in the database, so the request meets the missing database before anything else."""
+    app = create_app({"DATABASE": str(tmp_path / "none.db"), "INSTANCE_PATH": str(tmp_path)})
+    response = TokenClient(app, "blc_whatever").get("/api/devices")
     assert response.status_code == 503 and "no console database" in response.get_json()["error"]
+    assert not (tmp_path / "none.db").exists()  # the web never creates a console database
     with pytest.raises(ValueError, match="DATABASE"):
         create_app({})
 
 
-def test_an_unreachable_postgresql_is_a_503_naming_it_without_its_password():
-    app = create_app({"DATABASE": f"postgresql://console:s3cret@127.0.0.1:{free_port()}/console"})
-    response = app.test_client().get("/api/devices")
+def test_an_unreachable_postgresql_is_a_503_naming_it_without_its_password(tmp_path):
+    app = create_app(
+        {
+            "DATABASE": f"postgresql://console:s3cret@127.0.0.1:{free_port()}/console",
+            "INSTANCE_PATH": str(tmp_path),
+        }
+    )
+    response = TokenClient(app, "blc_whatever").get("/api/devices")
     error = response.get_json()["error"]
     assert response.status_code == 503 and "\n" not in error
     assert error.startswith("cannot open the console database postgresql+psycopg://console:***@")
     assert "s3cret" not in error
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/devices", {"admin", "technician"}),
+        ("/api/devices/kiosk-w1", {"admin", "technician"}),
+        ("/api/crossings/counts", {"admin", "analyst", "supervisor"}),
+    ],
+)
+def test_the_api_answers_only_the_roles_the_policy_allows(app, tokens, path, allowed):
+    """fleet.view for the devices, statistics.view for the counts; 403 for every other role,
+    401 without a token or with a wrong one, JSON in every case."""
+    for role, token in tokens.items():
+        response = TokenClient(app, token).get(path)
+        assert response.status_code == (200 if role in allowed else 403), role
+        assert response.is_json
+    anonymous = app.test_client().get(path)
+    assert anonymous.status_code == 401 and "API token" in anonymous.get_json()["error"]
+    forged = TokenClient(app, "blc_" + "x" * 43).get(path)
+    assert forged.status_code == 401 and forged.get_json()["error"]
+
+
+def test_a_revoked_token_or_a_disabled_user_is_refused_at_once(app, console_db, tokens):
+    engine = open_database(console_db)
+    accounts = Accounts(engine, hasher=FAST_HASHER)
+    try:
+        assert TokenClient(app, tokens["technician"]).get("/api/devices").status_code == 200
+        accounts.disable("technician")
+        assert TokenClient(app, tokens["technician"]).get("/api/devices").status_code == 401
+        assert TokenClient(app, tokens["admin"]).get("/api/devices").status_code == 200
+        accounts.revoke_token("admin")
+        assert TokenClient(app, tokens["admin"]).get("/api/devices").status_code == 401
+    finally:
+        engine.dispose()

@@ -1,4 +1,5 @@
-"""The ``crossings`` blueprint: statistics over stored crossings, as JSON.
+"""The ``crossings`` blueprint: statistics over stored crossings, as JSON (``statistics.view``:
+aggregates, never a person).
 
 ``GET /api/crossings/counts[?site=S&since=YYYY-MM-DD&until=YYYY-MM-DD]``
     crossings per site, day and decision outcome (pass / refer); days are the kiosk's UTC dates,
@@ -12,6 +13,7 @@ import datetime as dt
 from flask import Blueprint, abort, jsonify, request
 
 from ..store import queries
+from .access import require
 from .db import db
 
 bp = Blueprint("crossings", __name__, url_prefix="/api/crossings")
@@ -31,6 +33,7 @@ def _day(name: str) -> str | None:
 
 
 @bp.get("/counts")
+@require("statistics.view")
 def counts():
     site = request.args.get("site")
     since, until = _day("since"), _day("until")
