@@ -13,7 +13,9 @@ from .contract import contract
 from .db import db_group
 from .export import export_group
 from .ingest import ingest_command
+from .users import users_group
 from .watchlist import watchlist as watchlist_group
+from .web import web_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,10 +33,15 @@ def cli() -> None:
       borderlane-console export crossings --db console.db --format csv --out crossings.csv
       borderlane-console db upgrade --db console.db
       borderlane-console db backup --db console.db --out console-copy.db
+      borderlane-console users add ada --db console.db --name "Ada Lopez" \\
+          --agency immigration --role admin --level 4 --no-forced-change
+      borderlane-console web --db console.db --instance /var/lib/borderlane/web
     """
 
 
 for group in (contract, db_group, ingest_command, export_group, command, watchlist_group):
+    cli.add_command(group)
+for group in (users_group, web_command):
     cli.add_command(group)
 
 
