@@ -35,6 +35,7 @@ Example (every table optional)::
     outbox_oldest_minutes = 60
     watchlist_max_age_hours = 48
     disk_free_percent = 10
+    heartbeat_days = 7                     # heartbeat history kept for the device pages
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class AlertSettings:
     outbox_oldest_minutes: int = 60
     watchlist_max_age_hours: int = 48
     disk_free_percent: int = 10
+    heartbeat_days: int = 7
+    """How long the heartbeat history (the device pages' charts) is kept."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "outbox_oldest_minutes": (1, 30 * 24 * 60),
     "watchlist_max_age_hours": (1, 365 * 24),
     "disk_free_percent": (1, 99),
+    "heartbeat_days": (1, 366),
 }
 
 

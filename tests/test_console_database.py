@@ -123,7 +123,7 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
 
     assert upgraded.exit_code == 0, upgraded.output
     assert upgraded.output.strip() == (
-        f"upgraded to schema version {migrations.head()} (applied 0002, 0003)"
+        f"upgraded to schema version {migrations.head()} (applied 0002, 0003, 0004)"
     )
     for table, found in before.items():
         assert rows(path, f"SELECT * FROM {table} ORDER BY 1") == found, table

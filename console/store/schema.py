@@ -15,6 +15,8 @@ tables (a test compares the two on both backends).
 ``devices``
     One row per kiosk: availability (``state``, the current ``session``, last birth and offline,
     with the reason), the latest heartbeat (``health``) and when the kiosk was last heard from.
+``heartbeats``
+    Every heartbeat of the last days (by payload id), with the numbers the device page charts.
 ``availability_log``
     Every availability message once (by id) and whether it was applied: a stale will is logged
     there with ``applied = 0``.
@@ -31,6 +33,7 @@ as text the same way on both backends, and ``time`` is always the kiosk's own, n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -348,3 +352,64 @@ dispositions = Table(
     Column("at", Text, nullable=False),
     Index("idx_dispositions_crossing_id", "crossing_id"),
 )
+
+Index(
+    "idx_alerts_one_open",
+    alerts.c.device_id,
+    alerts.c.rule,
+    unique=True,
+    sqlite_where=alerts.c.cleared_at.is_(None),
+    postgresql_where=alerts.c.cleared_at.is_(None),
+)
+"""At most one open alert per kiosk and rule (migration 0004)."""
+
+# -- heartbeat history (migration 0004) -----------------------------------------------------
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("id", Text, primary_key=True),  # the heartbeat's payload id
+    Column("device_id", Text, nullable=False),
+    Column("time", Text, nullable=False),  # the kiosk's
+    Column("received_at", Text, nullable=False),  # ours: retention goes by it
+    Column("session", BigInteger),
+    Column("seq", BigInteger),
+    Column("outbox_depth", BigInteger),
+    Column("outbox_oldest_s", Float),
+    Column("disk_free_percent", Float),
+    Column("watchlist_version", BigInteger),
+    Column("watchlist_age_s", Float),
+    Column("clock_synced", Integer),
+    Column("clock_offset_ms", Float),
+    Column("payload", Text, nullable=False),
+    Index("idx_heartbeats_device_id_time", "device_id", "time"),
+    Index("idx_heartbeats_received_at", "received_at"),
+)
+
+
+def heartbeat_row(heartbeat_id: str, device_id: str, text: str, received_at: str) -> dict[str, Any]:
+    """A ``heartbeats`` row of a valid ``health@1`` payload (*text*, as received): the numbers
+    the device page charts, and the payload."""
+    payload = json.loads(text)
+    disk = payload["disk"]
+    outbox = payload["outbox"]
+    watchlist = payload["watchlist"]
+    clock = payload["clock"]
+    return {
+        "id": heartbeat_id,
+        "device_id": device_id,
+        "time": payload["time"],
+        "received_at": received_at,
+        "session": payload["session"],
+        "seq": payload["seq"],
+        "outbox_depth": outbox["depth"],
+        "outbox_oldest_s": outbox["oldest_age_s"],
+        "disk_free_percent": (
+            100.0 * disk["free_bytes"] / disk["total_bytes"] if disk["total_bytes"] else None
+        ),
+        "watchlist_version": watchlist["version"],
+        "watchlist_age_s": watchlist["age_s"],
+        "clock_synced": 1 if clock["synced"] else 0,
+        "clock_offset_ms": clock.get("offset_ms"),
+        "payload": text,
+    }

@@ -54,6 +54,8 @@ from .schema import (
     command_results,
     console_nodes,
     devices,
+    heartbeat_row,
+    heartbeats,
     quarantine,
 )
 
@@ -353,8 +355,14 @@ class _Batch:
         )
 
     def _health(self, item: Health) -> None:
-        """Keep the latest heartbeat; a heartbeat of a newer session proves an offline stale."""
+        """Keep the latest heartbeat, and every heartbeat in the history (once, by id); a
+        heartbeat of a newer session proves an offline stale."""
         conn, received_at = self.conn, self.received_at
+        conn.execute(
+            upsert(conn, heartbeats)
+            .values(heartbeat_row(item.id, item.device_id, item.text, received_at))
+            .on_conflict_do_nothing(index_elements=[heartbeats.c.id])
+        )
         current = self._device(item.device_id)
         heartbeat = {
             "health": item.text,
