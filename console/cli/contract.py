@@ -9,7 +9,7 @@ from typing import TextIO
 import click
 
 import mqtt_schemas
-from mqtt_schemas import PayloadError, topics
+from mqtt_schemas import PayloadError, topics, validation
 
 
 @click.group()
@@ -38,7 +38,7 @@ def contract_topics() -> None:
 
 
 @contract.command("validate")
-@click.argument("name", type=click.Choice(mqtt_schemas.names()), metavar="NAME")
+@click.argument("name", type=click.Choice(validation.names()), metavar="NAME")
 @click.argument("files", type=click.File("r"), nargs=-1)
 def contract_validate(name: str, files: tuple[TextIO, ...]) -> None:
     """Check payloads against schema NAME: JSON files, or JSON Lines on standard input.
