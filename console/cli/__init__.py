@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .alerts import alerts_group
+from .audit import audit_group
 from .commands import command
 from .contract import contract
 from .db import db_group
@@ -45,6 +46,7 @@ for group in (contract, db_group, ingest_command, export_group, command, watchli
 for group in (users_group, web_command):
     cli.add_command(group)
 cli.add_command(alerts_group)
+cli.add_command(audit_group)
 
 
 def main() -> None:
