@@ -1,11 +1,11 @@
-"""Names and document numbers as the matcher sees them (mqtt_schemas.names: shared by the
+"""Names and document numbers as the matcher sees them (mqtt_schemas.name_matching: shared by the
 kiosk's matcher and the console's crossing search)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mqtt_schemas.names import (
+from mqtt_schemas.name_matching import (
     code_hash,
     deletions,
     document_key,

@@ -1,13 +1,13 @@
 """Screening a traveller against the kiosk's watchlist: candidates from indexes, then a score.
 
 Documents
-    One index seek: the OCR-folded number (:func:`~mqtt_schemas.names.document_key`) and
+    One index seek: the OCR-folded number (:func:`~mqtt_schemas.name_matching.document_key`) and
     the issuing state. Score 1.0 when the number is exactly as listed, 0.95 when it matches
     only once OCR confusions are folded, 0.9 when the traveller's issuing state is unknown.
 
 Persons
     1. The query's surname and given names become units (tokens, joined tokens, particle
-       forms; see :mod:`mqtt_schemas.names`), each with its phonetic code. A unit the list's
+       forms; see :mod:`mqtt_schemas.name_matching`), each with its phonetic code. A unit the list's
        vocabulary does not know (a misspelling, most likely) also gets the codes of the
        vocabulary's texts one edit away (SymSpell deletions, an index, not a scan).
     2. Candidates come from the blocking index only, never a scan: every pair of units about
@@ -63,7 +63,7 @@ from typing import Any
 
 from rapidfuzz.distance import OSA
 
-from mqtt_schemas.names import (
+from mqtt_schemas.name_matching import (
     MIN_FUZZY_LENGTH,
     Name,
     Unit,

@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlite_utils
 
-from mqtt_schemas.names import (
+from mqtt_schemas.name_matching import (
     deletions,
     document_key,
     index_person,

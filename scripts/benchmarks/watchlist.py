@@ -232,7 +232,7 @@ class BruteForce:
     CUTOFF = 85.0
 
     def __init__(self, persons_file: Path) -> None:
-        from mqtt_schemas.names import tokens
+        from mqtt_schemas.name_matching import tokens
 
         self.names: list[str] = []
         self.owner: list[int] = []
@@ -252,7 +252,7 @@ class BruteForce:
         from rapidfuzz import fuzz, process
 
         from edge.screening.matcher import compare_birth_dates
-        from mqtt_schemas.names import tokens
+        from mqtt_schemas.name_matching import tokens
 
         text = " ".join(tokens(f"{query.get('given_names', '')} {query.get('surname', '')}"))
         found = process.extract(
