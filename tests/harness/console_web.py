@@ -169,11 +169,15 @@ class ConsoleWeb:
         return {"Authorization": f"Bearer {self.token(username)}"}
 
 
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    """The CSRF token of *client*'s session, read from a form on *path*, as a browser has it."""
-    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(True))
+def csrf(client: FlaskClient, path: str | None = None) -> str:
+    """The CSRF token of *client*'s session, read from a form as a browser has it: on *path*,
+    else the login page (anonymous) or the password page (logged in: every user has it)."""
+    response = client.get(path or "/login")
+    if path is None and response.status_code == 302:
+        response = client.get("/account/password")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(True))
     if not found:
-        raise AssertionError(f"no CSRF token in the form on {path}")
+        raise AssertionError(f"no CSRF token in the form on {path or '/login'}")
     return found.group(1)
 
 
