@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -440,7 +441,6 @@ APPENDER = textwrap.dedent(
     import sys, time
     from console import audit
     from console.access import Principal
-from console.cli import cli
     from console.store import open_database
     db, worker, count, at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     engine = open_database(db)
@@ -550,3 +550,223 @@ def test_cli_help_has_examples():
         result = run(*command, "--help")
         assert result.exit_code == 0 and "Examples:" in result.output
         assert "borderlane-console audit" in result.output
+
+
+# -- the purpose prompt ---------------------------------------------------------------------
+
+SECRET = "TRAVELLER-RECORD-CB4410275"
+
+
+def _probe_blueprint():
+    """Views as the referral and search pages will be: personal, under @purpose_required."""
+    from flask import Blueprint, jsonify
+
+    from console.web.access import require
+    from console.web.purpose import audit_read, purpose_args, purpose_required
+
+    bp = Blueprint("probe", __name__)
+
+    @bp.get("/probe/<site>")
+    @require("crossings.search")
+    @purpose_required
+    def search(site):
+        audit_read(["crossing-1", "crossing-2"])
+        return f"<p id='found'>{SECRET} at {site}</p><p id='next'>{purpose_args()}</p>"
+
+    @bp.get("/api/probe")
+    @require("crossings.search")
+    @purpose_required
+    def api():
+        audit_read(["crossing-3"], query={"asked": "by the API"})
+        return jsonify(found=SECRET)
+
+    @bp.get("/probe-forgetful")
+    @require("crossings.search")
+    @purpose_required
+    def forgetful():
+        return SECRET
+
+    @bp.get("/probe-devices")
+    @require("fleet.view")
+    @purpose_required
+    def not_personal():
+        assert audit_read(["kiosk-1"]) is None
+        return "devices only"
+
+    return bp
+
+
+@pytest.fixture
+def web(console_db, tmp_path):
+    from console.web import audit as audit_page
+    from harness.console_web import serve_console
+
+    with serve_console(console_db, tmp_path / "instance") as web:
+        if "audit" not in web.app.blueprints:  # until the app factory registers it
+            web.app.register_blueprint(audit_page.bp)
+        web.app.register_blueprint(_probe_blueprint())
+        web.engine = open_database(console_db)
+        yield web
+        web.engine.dispose()
+
+
+def test_a_personal_page_asks_for_the_purpose_and_keeps_the_query(web):
+    client = web.client("officer")
+    response = client.get("/probe/bz-santa-elena?document=CB1&page=2&page=3")
+    page = response.get_data(True)
+    assert response.status_code == 200 and 'id="purpose-form"' in page
+    assert SECRET not in page
+    assert 'action="/probe/bz-santa-elena"' in page
+    for name, value in (("document", "CB1"), ("page", "2"), ("page", "3")):
+        assert f'<input type="hidden" name="{name}" value="{value}">' in page
+    for code in audit.PURPOSES:
+        assert f'<option value="{code}"' in page
+    assert rows(web.engine) == []
+
+
+def test_with_a_purpose_the_view_runs_and_its_read_is_audited(web):
+    client = web.client("officer")
+    response = client.get(
+        "/probe/bz-santa-elena?document=CB1&page=2&page=3"
+        "&purpose=investigation&purpose_text=case+2026/114"
+    )
+    assert response.status_code == 200 and SECRET in response.get_data(True)
+    purpose = {"purpose": "investigation", "purpose_text": "case 2026/114"}
+    assert f"<p id='next'>{purpose}</p>" in response.get_data(True)
+    (entry,) = rows(web.engine)
+    officer = web.accounts.find("officer")
+    assert (entry["user_id"], entry["username"], entry["agency"], entry["role"]) == (
+        officer.id,
+        "officer",
+        "immigration",
+        "officer",
+    )
+    assert (entry["level"], entry["action"], entry["address"]) == (
+        2,
+        "crossings.search",
+        "127.0.0.1",
+    )
+    assert (entry["purpose"], entry["purpose_text"]) == ("investigation", "case 2026/114")
+    assert json.loads(entry["query"]) == {
+        "site": "bz-santa-elena",
+        "document": "CB1",
+        "page": ["2", "3"],
+    }
+    assert json.loads(entry["records"]) == ["crossing-1", "crossing-2"]
+    assert check(web.db).intact
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ("purpose=curiosity", "unknown purpose"),
+        ("purpose=other", "needs a text"),
+        ("purpose=other&purpose_text=+", "needs a text"),
+    ],
+)
+def test_a_bad_purpose_shows_the_form_again_with_the_problem(web, query, problem):
+    response = web.client("officer").get(f"/probe/bz-santa-elena?{query}")
+    page = response.get_data(True)
+    assert response.status_code == 400 and 'id="purpose-problem"' in page and problem in page
+    assert SECRET not in page and rows(web.engine) == []
+
+
+def test_the_api_answers_400_naming_the_purpose_parameter(web):
+    headers = web.bearer("officer")
+    response = web.app.test_client().get("/api/probe", headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("purpose: a purpose is required")
+    response = web.app.test_client().get("/api/probe?purpose=other", headers=headers)
+    assert response.get_json()["error"].startswith("purpose_text: purpose 'other' needs")
+    response = web.app.test_client().get("/api/probe?purpose=border-control", headers=headers)
+    assert response.get_json() == {"found": SECRET}
+    (entry,) = rows(web.engine)
+    assert json.loads(entry["query"]) == {"asked": "by the API"}
+
+
+def test_no_audit_no_read(web, monkeypatch):
+    client = web.client("officer")
+    response = client.get("/probe-forgetful?purpose=audit")
+    assert response.status_code == 500 and SECRET not in response.get_data(True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the audit log cannot be written")
+
+    monkeypatch.setattr(audit, "append", broken)
+    response = client.get("/probe/bz-santa-elena?purpose=audit")
+    assert response.status_code == 500 and SECRET not in response.get_data(True)
+    assert rows(web.engine) == []
+
+
+def test_a_view_that_reads_nothing_personal_asks_no_purpose(web):
+    response = web.client("technician").get("/probe-devices")
+    assert (response.status_code, response.get_data(True)) == (200, "devices only")
+    assert rows(web.engine) == []
+
+
+# -- the auditor's page ---------------------------------------------------------------------
+
+
+def test_the_auditor_sees_the_log_and_the_reading_is_audited(web):
+    made = add(web.engine, 3)
+    client = web.client("auditor")
+    assert 'id="purpose-form"' in client.get("/audit/").get_data(True)
+    response = client.get("/audit/?purpose=audit&purpose_text=quarterly+review")
+    page = response.get_data(True)
+    assert response.status_code == 200
+    assert "audit log intact: 3 entries from seq 1 to 3" in page
+    for entry in made:
+        assert f'id="entry-{entry.seq}"' in page
+    assert "CB0000002" in page and "case 2" in page
+    newest = rows(web.engine)[-1]
+    assert (newest["seq"], newest["username"], newest["action"]) == (4, "auditor", "audit.view")
+    assert (newest["purpose"], newest["purpose_text"]) == ("audit", "quarterly review")
+    assert json.loads(newest["records"]) == ["audit:3", "audit:2", "audit:1"]
+    page = client.get("/audit/?purpose=audit").get_data(True)  # its own entry shows next time
+    assert 'id="entry-4"' in page and "audit log intact: 4 entries from seq 1 to 4" in page
+
+
+@pytest.mark.parametrize("role", ["admin", "technician", "officer", "supervisor", "analyst"])
+def test_every_other_role_is_refused_the_audit_log(web, role):
+    add(web.engine, 1)
+    client = web.client(role)
+    for path in ("/audit/", "/audit/?purpose=audit"):
+        assert client.get(path).status_code == 403
+    assert len(rows(web.engine)) == 1
+
+
+def test_nobody_logged_in_is_sent_to_the_login_page(web):
+    response = web.app.test_client().get("/audit/?purpose=audit")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_the_audit_page_filters_and_pages_with_the_purpose_kept(web):
+    add(web.engine, 55)
+    add(web.engine, 2, start_day=100, who=BRUNO)
+    client = web.client("auditor")
+    page = client.get("/audit/?purpose=audit").get_data(True)
+    assert page.count('<tr id="entry-') == 50 and 'id="entry-57"' in page
+    older = re.search(r'id="older" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert "before=8" in older and "purpose=audit" in older
+    page = client.get(older).get_data(True)
+    assert page.count('<tr id="entry-') == 7 and 'id="entry-1"' in page
+    assert 'id="older"' not in page
+    page = client.get("/audit/?purpose=audit&user=bruno").get_data(True)
+    assert page.count('<tr id="entry-') == 2
+    page = client.get(
+        "/audit/?purpose=audit&since=2026-01-03&until=2026-01-04&action=crossings.search"
+    ).get_data(True)
+    assert re.findall(r'<tr id="entry-(\d+)"', page) == ["4", "3"]
+    response = client.get("/audit/?purpose=audit&since=last+week")
+    assert response.status_code == 400 and "since: a date YYYY-MM-DD" in response.get_data(True)
+    response = client.get("/audit/?purpose=audit&before=x")
+    assert response.status_code == 400 and "before:" in response.get_data(True)
+
+
+def test_the_audit_page_shows_a_broken_chain(web):
+    add(web.engine, 4)
+    sql(web.engine, "UPDATE audit_log SET records = '[]' WHERE seq = 2")
+    web.app.config["AUDIT_FULL_CHECK_SECONDS"] = 0  # walk the whole chain on every view
+    page = web.client("auditor").get("/audit/?purpose=audit").get_data(True)
+    assert "audit log broken at seq 2: its hash does not match its contents (edited)" in page
+    assert 'id="entry-4"' in page
