@@ -3,9 +3,12 @@
 What runs (every process is a real one, on real parts):
 
 - Mosquitto with TLS and one client certificate per kiosk and for the console;
-- the console: ``borderlane-console ingest`` (stores crossings, health, acks) and
-  ``borderlane-console watchlist serve`` (answers kiosks' catch-ups); the watchlist (the
-  synthetic population's listed travellers plus filler) is published once, signed;
+- the console: ``borderlane-console ingest`` (stores crossings, health, acks),
+  ``borderlane-console watchlist serve`` (answers kiosks' catch-ups) and
+  ``borderlane-console web`` (the console for people, on ``DEMO_WEB_PORT`` or a free port, with
+  one demo account per role, password :data:`DEMO_PASSWORD`, printed in the banner); the
+  watchlist (the synthetic population's listed travellers plus filler) is published once,
+  signed;
 - ``DEMO_KIOSKS`` kiosks (default 3): each is the real agent (``python -m edge run``) with its
   own pcscd + vpcd card reader and a virtual serial MRZ reader, and a traveller simulator
   (``borderlane-edge sim travellers``) walking synthetic travellers up to it: CBIC holders
@@ -35,6 +38,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +53,11 @@ from provisioning.pki import CertificateAuthority
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sqlalchemy import text
 
+from console.accounts import Accounts
+from console.settings import DEFAULT_AGENCIES
 from console.store import StoreError, describe, open_database
+from harness.console_web import PASSWORD as DEMO_PASSWORD
+from harness.console_web import ROLE_ACCOUNTS, add_role_accounts
 from harness.postgres import PostgresError, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +67,8 @@ DEMO_OFFICER = ("BDF-0001", "246810")
 """The demo's officer (id, PIN) for the kiosks' officer review pages."""
 DRAIN_S = 20.0
 """At the end: how long the kiosks get to deliver what their outboxes still hold."""
+WEB_START_S = 20.0
+"""How long the console web gets to answer before the demo gives up on it."""
 
 
 class Stop(Exception):
@@ -368,6 +379,35 @@ def _has_crossings(target: str) -> bool:
         engine.dispose()
 
 
+class WebError(Exception):
+    """The console web did not come up."""
+
+
+def add_demo_accounts(console_db: ConsoleDatabase) -> None:
+    """One account per role in the console database (a known password, no forced change: for
+    the demo only; a real console's accounts come from ``borderlane-console users add``)."""
+    engine = open_database(console_db.target)  # makes the schema if ingest has not yet
+    try:
+        add_role_accounts(Accounts(engine), DEMO_PASSWORD)
+    finally:
+        engine.dispose()
+
+
+def wait_for_web(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the console web answers its login page (or it exits, or WEB_START_S pass)."""
+    deadline = time.monotonic() + WEB_START_S
+    while True:
+        try:
+            with urllib.request.urlopen(url + "login", timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise WebError(
+                    f"the console web did not start ({exc}); see {STATE / 'logs'}"
+                ) from None
+            time.sleep(0.1)
+
+
 def main() -> int:
     seconds = demo_seconds()
     names = kiosk_names()
@@ -432,6 +472,23 @@ def main() -> int:
             ),
             console_db.env(),
         )
+        add_demo_accounts(console_db)
+        web_port = int(os.environ.get("DEMO_WEB_PORT") or free_port())
+        web_url = f"http://127.0.0.1:{web_port}/"
+        web = demo.spawn(
+            "console-web",
+            _python(
+                "-m",
+                "console",
+                "web",
+                "--instance",
+                str(STATE / "web"),
+                "--bind",
+                f"127.0.0.1:{web_port}",
+            ),
+            console_db.env(),
+        )
+        wait_for_web(web_url, web)
         publish = subprocess.run(
             _python(
                 "-m",
@@ -486,7 +543,7 @@ def main() -> int:
                     str(number + 1),
                 ),
             )
-        print(banner(config, broker.pid, ca, console_db, demo.kiosks, seconds), flush=True)
+        print(banner(config, broker.pid, ca, console_db, demo.kiosks, seconds, web_url), flush=True)
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
             if not broker.running:
@@ -500,7 +557,7 @@ def main() -> int:
                     )
                     return 1
             time.sleep(0.2)
-    except (BrokerError, PcscStackError) as exc:
+    except (BrokerError, PcscStackError, WebError, StoreError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Stop):
@@ -554,6 +611,7 @@ def banner(
     console_db: ConsoleDatabase,
     kiosks: list[Kiosk],
     seconds: float | None,
+    web_url: str,
 ) -> str:
     console = ca.identity("console")
     if console_db.server is None and "://" not in console_db.target:
@@ -572,6 +630,18 @@ def banner(
         f"                      pid {broker_pid}, log {config.log_file}",
         f"  console database    {console_db.shown}",
         f"  logs                {STATE / 'logs'}",
+        "",
+        f"Console for people: {web_url}",
+        f"  log in as any of these, password {DEMO_PASSWORD} (demo accounts only):",
+    ]
+    for username, spec in ROLE_ACCOUNTS.items():
+        agency = DEFAULT_AGENCIES.get(spec.agency, spec.agency)
+        posts = f", posts {', '.join(spec.posts)}" if spec.posts else ""
+        lines.append(
+            f"    {username:<11} {spec.display_name}, {agency}, {spec.role} level {spec.level}"
+            + posts
+        )
+    lines += [
         "",
         "Kiosks (agent + its own pcscd/vpcd card reader + virtual MRZ reader + travellers):",
     ]

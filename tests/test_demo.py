@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,32 @@ def processes_using(path: Path) -> list[str]:
     return found
 
 
+def read_banner(demo: subprocess.Popen[str]) -> str:
+    """The demo's output up to the end of its banner (or its end)."""
+    banner = ""
+    for line in demo.stdout:
+        banner += line
+        if "Ctrl-C stops it" in line:
+            break
+    return banner
+
+
 def test_the_whole_loop_runs_for_demo_seconds_and_every_crossing_is_stored(tmp_path):
     demo = start_demo(tmp_path, seconds="8", kiosks="2")
-    out, err = demo.communicate(timeout=120)
+    banner = read_banner(demo)
+    web = re.search(r"Console for people: (http://127\.0\.0\.1:\d+/)", banner)
+    if not web:
+        pytest.fail(f"no console URL in the banner: {banner}{demo.communicate(timeout=60)[1]}")
+    # The console for people answers while the demo runs: / sends to the login page.
+    with urllib.request.urlopen(web.group(1), timeout=10) as response:
+        assert response.url.startswith(web.group(1) + "login")
+        page = response.read().decode()
+    assert 'id="login"' in page and 'name="csrf_token"' in page
+    for role in ("admin", "technician", "officer", "supervisor", "analyst", "auditor"):
+        assert re.search(rf"^    {role} +\S", banner, re.MULTILINE), role  # a login per role
+    assert "password borderlane-demo" in banner
+    rest, err = demo.communicate(timeout=120)
+    out = banner + rest
     assert demo.returncode == 0, err
     assert "mqtts://127.0.0.1:" in out and "mosquitto_sub" in out
     assert "kiosk-bz-01  pages http://127.0.0.1:" in out and "kiosk-bz-02" in out
@@ -103,11 +127,7 @@ def test_demo_db_postgresql_runs_the_console_on_a_private_postgresql(tmp_path):
 
 def test_ctrl_c_stops_everything(tmp_path):
     demo = start_demo(tmp_path)
-    banner = ""
-    for line in demo.stdout:
-        banner += line
-        if "Ctrl-C stops it" in line:
-            break
+    banner = read_banner(demo)
     match = re.search(r"pid (\d+)", banner)
     if not match:
         pytest.fail(f"no banner; the demo said: {banner}{demo.communicate(timeout=60)[1]}")
