@@ -29,10 +29,10 @@ rule                    holds when
 ``disk-low``            less than ``disk_free_percent`` of its data disk is free
 ======================  ===================================================================
 
-Ages reported in a heartbeat (the outbox's oldest record, the watchlist's age) are as of that
-heartbeat: the evaluator adds the time since the console received it, so a kiosk that went
-silent with records waiting still raises ``outbox-oldest`` when they get too old. A rule about
-the heartbeat's content keeps the last known state while the kiosk is silent.
+The rules about a heartbeat's content judge the latest heartbeat as the kiosk sent it: a kiosk
+that falls silent keeps the state it last reported (its silence is ``offline`` or
+``heartbeat-stale``, not guessed ages: it may well have emptied its outbox just before it went).
+A new birth restarts the heartbeat clock: a kiosk that has just reconnected is not stale.
 
 Evaluation is idempotent and safe with several evaluators at once (two console nodes): each
 pass is one writer transaction (SQLite's write lock; on PostgreSQL an advisory lock taken
@@ -190,11 +190,12 @@ def findings(
                 + (f", {reason})" if reason else ")"),
             )
     else:
-        reference = device.get("health_received_at") or device.get("last_birth_at")
+        heartbeat, birth = device.get("health_received_at"), device.get("last_birth_at")
+        reference = max(filter(None, (heartbeat, birth)), default=None)
         silent_s = _seconds_since(reference, now)
         if silent_s is not None and silent_s > limits.heartbeat_stale_minutes * 60:
-            what = "heartbeat" if device.get("health_received_at") else "heartbeat since its birth"
-            hold(STALE, f"no {what} for {describe_age(silent_s)} (last {reference})")
+            what = "heartbeat" if reference == heartbeat else "heartbeat since its birth"
+            hold(STALE, f"no {what} for {describe_age(silent_s)} (since {reference})")
 
     health = device.get("health")
     if isinstance(health, str):
@@ -204,16 +205,13 @@ def findings(
             health = None
     if not isinstance(health, Mapping):
         return found
-    # Time since the console received the heartbeat: its ages have grown by that much since.
-    elapsed = max(0.0, _seconds_since(device.get("health_received_at"), now) or 0.0)
-
     outbox = health.get("outbox") or {}
     oldest = outbox.get("oldest_age_s")
-    if oldest is not None and oldest + elapsed > limits.outbox_oldest_minutes * 60:
+    if oldest is not None and oldest > limits.outbox_oldest_minutes * 60:
         hold(
             OUTBOX,
-            f"oldest unacked record {describe_age(oldest + elapsed)} old "
-            f"({outbox.get('depth', '?')} waiting)",
+            f"oldest unacked record {describe_age(oldest)} old "
+            f"({outbox.get('depth', '?')} waiting, at {health.get('time')})",
         )
 
     watchlist = health.get("watchlist") or {}
@@ -222,10 +220,11 @@ def findings(
         hold(WATCHLIST, "no watchlist applied: the kiosk refers every traveller")
     elif age is None:
         hold(WATCHLIST, f"version {version} never confirmed as the latest")
-    elif age + elapsed > limits.watchlist_max_age_hours * 3600:
+    elif age > limits.watchlist_max_age_hours * 3600:
         hold(
             WATCHLIST,
-            f"version {version} last confirmed as the latest {describe_age(age + elapsed)} ago",
+            f"version {version} last confirmed as the latest {describe_age(age)} before "
+            f"{health.get('time')}",
         )
 
     for name, part in sorted((health.get("components") or {}).items()):

@@ -9,6 +9,7 @@ runs at a ``now`` the test chooses too, so every threshold is crossed by one sec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -112,11 +113,8 @@ def healthy(device_id: str, seq: int, when: dt.datetime, **changes: Any) -> dict
 
 @pytest.fixture
 def fleet(console_db):
-    made = Fleet(console_db)
-    try:
+    with contextlib.closing(Fleet(console_db)) as made:
         yield made
-    finally:
-        made.close()
 
 
 # -- each rule, at its threshold -------------------------------------------------------------
@@ -148,6 +146,15 @@ def test_an_online_kiosk_without_heartbeats_raises_a_stale_heartbeat(fleet):
     assert fleet.evaluate(at(limit + 31)) == {("cleared", "kiosk-a", "heartbeat-stale")}
 
 
+def test_a_new_birth_restarts_the_heartbeat_clock(fleet):
+    fleet.heartbeat("kiosk-a", at(0))
+    fleet.offline("kiosk-a", at(10))
+    fleet.birth("kiosk-a", at(3600), session=2)
+    assert fleet.evaluate(at(3601)) == set()  # reconnected a second ago: not stale
+    limit = LIMITS.heartbeat_stale_minutes * 60
+    assert fleet.evaluate(at(3600 + limit + 1)) == {("raised", "kiosk-a", "heartbeat-stale")}
+
+
 def test_a_birth_without_any_heartbeat_goes_stale_and_offline_replaces_stale(fleet):
     fleet.birth("kiosk-a", at(0))
     limit = LIMITS.heartbeat_stale_minutes * 60
@@ -157,23 +164,30 @@ def test_a_birth_without_any_heartbeat_goes_stale_and_offline_replaces_stale(fle
     assert fleet.evaluate(at(limit + 3)) == {("cleared", "kiosk-a", "heartbeat-stale")}
 
 
-def test_old_unacked_records_raise_counting_the_time_since_the_heartbeat(fleet):
+def test_old_unacked_records_raise_past_outbox_oldest_minutes(fleet):
     limit = LIMITS.outbox_oldest_minutes * 60
-    fleet.heartbeat("kiosk-a", at(0), **{"outbox.depth": 12, "outbox.oldest_age_s": limit - 10})
-
-    assert fleet.evaluate(at(10)) == set()
-    assert fleet.evaluate(at(11)) == {("raised", "kiosk-a", "outbox-oldest")}
+    fleet.heartbeat("kiosk-a", at(0), **{"outbox.depth": 12, "outbox.oldest_age_s": limit})
+    assert fleet.evaluate(at(1)) == set()
+    fleet.heartbeat("kiosk-a", at(2), **{"outbox.depth": 12, "outbox.oldest_age_s": limit + 1})
+    assert fleet.evaluate(at(3)) == {("raised", "kiosk-a", "outbox-oldest")}
     detail = rows(fleet.engine, "SELECT detail FROM alerts")[0].detail
     assert "12 waiting" in detail
     fleet.heartbeat("kiosk-a", at(20), **{"outbox.depth": 0, "outbox.oldest_age_s": None})
     assert fleet.evaluate(at(21)) == {("cleared", "kiosk-a", "outbox-oldest")}
 
 
+def test_a_silent_kiosk_keeps_what_it_last_reported(fleet):
+    """Its silence is heartbeat-stale (then offline), not guessed ages of its outbox."""
+    fleet.heartbeat("kiosk-a", at(0), **{"outbox.depth": 3, "outbox.oldest_age_s": 9.0})
+    assert fleet.evaluate(at(6 * 3600)) == {("raised", "kiosk-a", "heartbeat-stale")}
+
+
 def test_an_old_watchlist_raises_and_so_does_none_at_all(fleet):
     limit = LIMITS.watchlist_max_age_hours * 3600
-    fleet.heartbeat("kiosk-a", at(0), **{"watchlist.age_s": limit - 5})
-    assert fleet.evaluate(at(5)) == set()
-    assert fleet.evaluate(at(6)) == {("raised", "kiosk-a", "watchlist-age")}
+    fleet.heartbeat("kiosk-a", at(0), **{"watchlist.age_s": limit})
+    assert fleet.evaluate(at(1)) == set()
+    fleet.heartbeat("kiosk-a", at(2), **{"watchlist.age_s": limit + 1})
+    assert fleet.evaluate(at(3)) == {("raised", "kiosk-a", "watchlist-age")}
     fleet.heartbeat("kiosk-a", at(10), **{"watchlist.age_s": 2.0})
     assert fleet.evaluate(at(11)) == {("cleared", "kiosk-a", "watchlist-age")}
 
