@@ -598,12 +598,9 @@ def _probe_blueprint():
 
 @pytest.fixture
 def web(console_db, tmp_path):
-    from console.web import audit as audit_page
     from harness.console_web import serve_console
 
     with serve_console(console_db, tmp_path / "instance") as web:
-        if "audit" not in web.app.blueprints:  # until the app factory registers it
-            web.app.register_blueprint(audit_page.bp)
         web.app.register_blueprint(_probe_blueprint())
         web.engine = open_database(console_db)
         yield web
@@ -763,6 +760,19 @@ def test_the_audit_page_filters_and_pages_with_the_purpose_kept(web):
     assert response.status_code == 400 and "before:" in response.get_data(True)
 
 
+def test_a_long_export_shows_its_first_record_ids_and_how_many_more(web):
+    audit.append(
+        web.engine,
+        ALICE,
+        "crossings.search",
+        purpose="audit",
+        records=[f"crossing-{n:02d}" for n in range(25)],
+    )
+    page = web.client("auditor").get("/audit/?purpose=audit").get_data(True)
+    assert "<summary>25</summary>" in page
+    assert "crossing-19" in page and "crossing-20" not in page and "and 5 more" in page
+
+
 def test_the_audit_page_shows_a_broken_chain(web):
     add(web.engine, 4)
     sql(web.engine, "UPDATE audit_log SET records = '[]' WHERE seq = 2")
@@ -770,3 +780,41 @@ def test_the_audit_page_shows_a_broken_chain(web):
     page = web.client("auditor").get("/audit/?purpose=audit").get_data(True)
     assert "audit log broken at seq 2: its hash does not match its contents (edited)" in page
     assert 'id="entry-4"' in page
+
+
+# -- in a browser ---------------------------------------------------------------------------
+
+
+def test_an_auditor_logs_in_gives_the_purpose_and_reads_the_log_in_chromium(console_web, page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    engine = open_database(console_web.db)
+    try:
+        made = add(engine, 2, purpose="investigation", purpose_text="browser test case")
+        console_web.login(page, "auditor")
+        page.find_element(By.LINK_TEXT, "Audit log").click()
+        form = WebDriverWait(page, 10).until(shown.presence_of_element_located((By.ID, "purpose")))
+        Select(form).select_by_value("audit")
+        page.find_element(By.ID, "purpose_text").send_keys("annual review 2026")
+        page.find_element(By.ID, "purpose-submit").click()
+        table = WebDriverWait(page, 10).until(
+            shown.presence_of_element_located((By.ID, "audit-entries"))
+        )
+        assert page.find_element(By.ID, "chain").text.startswith("intact")
+        for entry in made:
+            row = table.find_element(By.ID, f"entry-{entry.seq}")
+            assert "browser test case" in row.text and "investigation" in row.text
+        assert "purpose=audit" in page.current_url
+        with engine.connect() as conn:
+            newest = next(audit.entries(conn, limit=1))
+        assert (newest.username, newest.action, newest.purpose) == (
+            "auditor",
+            "audit.view",
+            "audit",
+        )
+        assert newest.purpose_text == "annual review 2026"
+        assert f"audit:{made[-1].seq}" in newest.record_ids
+    finally:
+        engine.dispose()

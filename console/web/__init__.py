@@ -54,7 +54,7 @@ from ..access import Policy
 from ..settings import Settings, load_settings
 from ..store import StoreError, describe
 from ..store.database import reason
-from . import access, admin, alerts, auth, crossings, db, devices, fleet
+from . import access, admin, alerts, audit, auth, crossings, db, devices, fleet
 
 SECRET_KEY_FILE = "secret_key"
 SETTINGS_FILE = "console.toml"
@@ -132,6 +132,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/", "home", home)
     for blueprint in (auth.bp, admin.bp, devices.bp, crossings.bp, fleet.bp, alerts.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(audit.bp)
     app.before_request(auth.load_principal)
     app.before_request(auth.check_csrf)
     app.after_request(_headers)
