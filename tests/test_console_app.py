@@ -14,7 +14,7 @@ from console.records import classify
 from console.store import Store, open_database
 from console.web import create_app
 from harness.console import availability, crossing, health
-from harness.console_web import FAST_HASHER, add_role_accounts
+from harness.console_web import FAST_HASHER, TokenClient, role_tokens
 from mqtt_schemas import topics
 from provisioning.broker import free_port
 
@@ -26,17 +26,6 @@ def put(store: Store, device_id: str, channel: str, payload: dict) -> None:
     store.apply([classify(topic, json.dumps(payload).encode())], "console-1", NOW)
 
 
-class TokenClient:
-    """A test client that sends an API token with every request."""
-
-    def __init__(self, app, token: str) -> None:
-        self.client = app.test_client()
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def get(self, path: str, **kwargs):
-        return self.client.get(path, headers=self.headers, **kwargs)
-
-
 def make_app(console_db, tmp_path):
     return create_app(
         {"DATABASE": console_db, "INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True}
@@ -46,12 +35,7 @@ def make_app(console_db, tmp_path):
 @pytest.fixture
 def tokens(console_db):
     """An API token per role (the accounts of harness.console_web)."""
-    engine = open_database(console_db)
-    accounts = Accounts(engine, hasher=FAST_HASHER)
-    roles = add_role_accounts(accounts)
-    found = {role: accounts.issue_token(username) for role, username in roles.items()}
-    engine.dispose()
-    return found
+    return role_tokens(console_db)
 
 
 @pytest.fixture

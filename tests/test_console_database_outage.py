@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from console.cli import cli
 from console.web import create_app
 from harness.console import Kiosk, crossing, rows, running_worker
+from harness.console_web import api_client
 from harness.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,14 +47,15 @@ def database_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
 
 @pytest.mark.asyncio
 async def test_an_unreachable_database_is_one_line_and_records_wait_unacked_until_it_is_back(
-    broker, server, caplog
+    broker, server, caplog, tmp_path
 ):
     url = server.create_database("console")
     shown = f"postgresql+psycopg://{server.user}:***@{server.host}:{server.port}/console"
     caplog.set_level(logging.WARNING, logger="borderlane.console.ingest")
     before = [crossing(DEVICE, seq) for seq in range(1, 6)]
     during = [crossing(DEVICE, seq) for seq in range(6, 16)]
-    web = create_app({"DATABASE": url, "TESTING": True}).test_client()
+    app = create_app({"DATABASE": url, "INSTANCE_PATH": str(tmp_path / "web"), "TESTING": True})
+    web = api_client(app, "admin")  # the API answers a user allowed statistics.view
     async with running_worker(broker, url) as worker, Kiosk(broker, DEVICE) as kiosk:
         for record in before:
             await kiosk.publish("crossings", record)

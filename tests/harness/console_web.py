@@ -169,6 +169,37 @@ class ConsoleWeb:
         return {"Authorization": f"Bearer {self.token(username)}"}
 
 
+class TokenClient:
+    """A Flask test client that sends an API token with every request (``get``, ``post``)."""
+
+    def __init__(self, app: Flask, token: str) -> None:
+        self.client = app.test_client()
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, headers=self.headers, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.client.post(path, headers=self.headers, **kwargs)
+
+
+def role_tokens(db: str) -> dict[str, str]:
+    """An API token per role in the console database *db* (its :data:`ROLE_ACCOUNTS` made if
+    missing, the database too): role -> token."""
+    engine = open_database(db)
+    try:
+        accounts = Accounts(engine, hasher=FAST_HASHER)
+        roles = add_role_accounts(accounts)
+        return {role: accounts.issue_token(username) for role, username in roles.items()}
+    finally:
+        engine.dispose()
+
+
+def api_client(app: Flask, role: str = "admin") -> TokenClient:
+    """A client of *app*'s API as *role*'s account (made in the app's database if missing)."""
+    return TokenClient(app, role_tokens(app.config["DATABASE"])[role])
+
+
 def csrf(client: FlaskClient, path: str | None = None) -> str:
     """The CSRF token of *client*'s session, read from a form as a browser has it: on *path*,
     else the login page (anonymous) or the password page (logged in: every user has it)."""
