@@ -250,44 +250,26 @@ def run(console_db, *args, input=None):
     return invoke(["users", *args, "--db", console_db], input=input)
 
 
+def add_args(username: str, name: str, agency: str, role: str, level: int, *extra: str):
+    """``users add`` arguments, as an admin would type them (the password comes on stdin)."""
+    options = ("--name", name, "--agency", agency, "--role", role, "--level", str(level))
+    return ("add", username, *options, *extra)
+
+
 def test_users_add_prompts_twice_and_lists(console_db):
-    added = run(
-        console_db,
-        "add",
-        "ada",
-        "--name",
-        "Ada Lopez",
-        "--agency",
-        "immigration",
-        "--role",
-        "admin",
-        "--level",
-        "4",
-        "--no-forced-change",
-        input=f"{PASSWORD}\n{PASSWORD}\n",
-    )
+    twice = f"{PASSWORD}\n{PASSWORD}\n"
+    admin = add_args("ada", "Ada Lopez", "immigration", "admin", 4, "--no-forced-change")
+    added = run(console_db, *admin, input=twice)
     assert added.exit_code == 0, added.output
     assert "Again, to be sure" in added.output and PASSWORD not in added.output
     listed = run(console_db, "list")
     assert listed.exit_code == 0
     assert "ada" in listed.output and "admin" in listed.output and "Ada Lopez" in listed.output
     assert "must change password" not in listed.output
-    mismatch = run(
-        console_db,
-        "add",
-        "msantos",
-        "--name",
-        "Maria Santos",
-        "--agency",
-        "immigration",
-        "--role",
-        "officer",
-        "--level",
-        "2",
-        "--post",
-        "bz-santa-elena",
-        input=f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n",
+    officer = add_args(
+        "msantos", "Maria Santos", "immigration", "officer", 2, "--post", "bz-santa-elena"
     )
+    mismatch = run(console_db, *officer, input=f"{PASSWORD}\nsomething else\n{twice}")
     assert mismatch.exit_code == 0, mismatch.output
     assert "do not match" in mismatch.output  # click asks again
     assert "must change password" in run(console_db, "list").output
@@ -295,18 +277,7 @@ def test_users_add_prompts_twice_and_lists(console_db):
 
 def test_users_errors_are_one_line(console_db):
     bad_agency = run(
-        console_db,
-        "add",
-        "x1",
-        "--name",
-        "X",
-        "--agency",
-        "cia",
-        "--role",
-        "admin",
-        "--level",
-        "1",
-        input=f"{PASSWORD}\n{PASSWORD}\n",
+        console_db, *add_args("x1", "X", "cia", "admin", 1), input=f"{PASSWORD}\n{PASSWORD}\n"
     )
     assert bad_agency.exit_code == 1
     assert bad_agency.output.strip().splitlines()[-1].startswith("Error: agency 'cia'")
