@@ -212,3 +212,28 @@ def test_an_unreachable_postgresql_is_one_line_without_its_password(tmp_path):
         assert len(result.output.strip().splitlines()) == 1, result.output
         assert result.output.startswith("Error: ") and "127.0.0.1" in result.output
         assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_more_threads_than_a_pool_holds_share_one_engine(console_db):
+    """The web console serves with eight threads: a SQLite engine once kept one connection per
+    thread and closed another thread's connection at the sixth (a crash, not an error)."""
+    engine = open_database(console_db)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                with engine.begin() as conn:
+                    conn.execute(text("SELECT count(*) FROM crossings")).scalar_one()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        engine.dispose()
+    assert errors == []

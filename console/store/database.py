@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from . import migrations
 
@@ -199,7 +200,10 @@ def _sqlite_engine(path: Path, readonly: bool) -> Engine:
         def connect() -> sqlite3.Connection:
             return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
-    engine = create_engine("sqlite://", creator=connect)
+    # QueuePool, not what "sqlite://" picks (SingletonThreadPool: one connection per thread, at
+    # most five, and a sixth thread closes a connection another thread is still using — the web
+    # console runs eight). Connections are made with check_same_thread=False for this.
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=8)
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
