@@ -35,7 +35,7 @@ Example (every table optional)::
     outbox_oldest_minutes = 60
     watchlist_max_age_hours = 48
     disk_free_percent = 10
-    heartbeat_days = 7                     # heartbeat history kept for the device pages
+    heartbeat_days = 2                     # heartbeat history kept for the device pages
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class AlertSettings:
     outbox_oldest_minutes: int = 60
     watchlist_max_age_hours: int = 48
     disk_free_percent: int = 10
-    heartbeat_days: int = 7
+    heartbeat_days: int = 2
     """How long the heartbeat history (the device pages' charts) is kept."""
 
 

@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("watchlist_age_s", sa.Float),
         sa.Column("clock_synced", sa.Integer),
         sa.Column("clock_offset_ms", sa.Float),
-        sa.Column("payload", sa.Text, nullable=False),
     )
     op.create_index("idx_heartbeats_device_id_time", "heartbeats", ["device_id", "time"])
     op.create_index("idx_heartbeats_received_at", "heartbeats", ["received_at"])
