@@ -485,6 +485,21 @@ def main() -> int:
                 str(STATE / "web"),
                 "--bind",
                 f"127.0.0.1:{web_port}",
+                *broker_args,  # the device pages send commands
+            ),
+            console_db.env(),
+        )
+        demo.spawn(
+            "console-alerts",
+            _python(
+                "-m",
+                "console",
+                "alerts",
+                "watch",
+                "--instance",
+                str(STATE / "web"),
+                "--every",
+                "10",
             ),
             console_db.env(),
         )

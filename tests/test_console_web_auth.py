@@ -437,3 +437,30 @@ def test_the_web_command_serves_on_waitress(tmp_path):
     )
     assert missing.returncode == 1
     assert missing.stderr == f"Error: no console database at {tmp_path / 'none.db'}\n"
+
+
+def test_web_takes_the_broker_whole_or_not_at_all(tmp_path):
+    """Commands from the device pages need the broker's address and the console's TLS identity;
+    half of them is a usage error naming what is missing, before anything starts."""
+    from click.testing import CliRunner
+
+    from console.cli import cli
+
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not used")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "web",
+            "--db",
+            str(tmp_path / "c.db"),
+            "--instance",
+            str(tmp_path / "i"),
+            "--cafile",
+            str(ca),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --broker: give it with the other broker options"
+    )

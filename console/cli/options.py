@@ -83,7 +83,9 @@ class BadOption(click.ClickException):
     exit_code = 2
 
 
-def broker_options(*, node_id_use: str, node_id_suffix: str = "") -> Callable[[F], F]:
+def broker_options(
+    *, node_id_use: str, node_id_suffix: str = "", optional: bool = False
+) -> Callable[[F], F]:
     """Add ``--broker --cafile --cert --key --node-id``; the command gets ``endpoint, node_id``.
 
     The decorated function takes ``endpoint: connection.Endpoint`` and ``node_id: str`` in place
@@ -91,17 +93,21 @@ def broker_options(*, node_id_use: str, node_id_suffix: str = "") -> Callable[[F
     acks"); without ``--node-id`` the node id is the certificate's common name followed by
     *node_id_suffix*. A bad address, a certificate without a usable common name or a node id
     outside the contract is a usage error (exit 2) naming the option, before anything connects.
+    *optional*: the broker may be left out altogether (the command gets ``None, None``), but
+    not given in part.
     """
     default = "the certificate's CN" + (f" + '{node_id_suffix}'" if node_id_suffix else "")
     options = (
         click.option(
-            "--broker", "address", required=True, metavar="HOST:PORT", help="TLS listener."
+            "--broker", "address", required=not optional, metavar="HOST:PORT", help="TLS listener."
         ),
-        click.option("--cafile", required=True, type=EXISTING_FILE, help="CA certificate (PEM)."),
         click.option(
-            "--cert", required=True, type=EXISTING_FILE, help="Console client certificate."
+            "--cafile", required=not optional, type=EXISTING_FILE, help="CA certificate (PEM)."
         ),
-        click.option("--key", required=True, type=EXISTING_FILE, help="Its private key."),
+        click.option(
+            "--cert", required=not optional, type=EXISTING_FILE, help="Console client certificate."
+        ),
+        click.option("--key", required=not optional, type=EXISTING_FILE, help="Its private key."),
         click.option("--node-id", help=f"Node id {node_id_use} (default: {default})."),
     )
 
@@ -116,6 +122,12 @@ def broker_options(*, node_id_use: str, node_id_suffix: str = "") -> Callable[[F
             node_id: str | None,
             **kwargs: Any,
         ) -> Any:
+            given = {"--broker": address, "--cafile": cafile, "--cert": cert, "--key": key}
+            if optional and not any(given.values()):
+                return command(*args, endpoint=None, node_id=None, **kwargs)
+            missing = [name for name, value in given.items() if not value]
+            if missing:
+                raise BadOption(f"{missing[0]}: give it with the other broker options")
             try:
                 host, port = connection.parse_address(address)
             except ValueError as exc:

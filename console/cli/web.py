@@ -13,7 +13,7 @@ from .. import connection
 from ..settings import SettingsError
 from ..store import StoreError, open_database
 from ..web import InstanceError, create_app
-from .options import BadOption, configure_logging, db_option, one_line_errors
+from .options import BadOption, broker_options, configure_logging, db_option, one_line_errors
 
 
 @click.command("web")
@@ -51,6 +51,9 @@ from .options import BadOption, configure_logging, db_option, one_line_errors
 @click.option(
     "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help="Worker threads."
 )
+@broker_options(
+    node_id_use="stamped on the commands it sends", node_id_suffix="-web", optional=True
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @one_line_errors(StoreError, SettingsError, InstanceError)
 def web_command(
@@ -60,6 +63,8 @@ def web_command(
     https: bool,
     proxies: int,
     threads: int,
+    endpoint: connection.Endpoint | None,
+    node_id: str | None,
     verbose: bool,
 ) -> None:
     """Serve the console for people: the login page, the pages each role may see, the JSON API
@@ -72,6 +77,10 @@ def web_command(
       borderlane-console web --db console.db --instance /var/lib/borderlane/web
       borderlane-console web --db postgresql://console@db.example/console \\
           --instance /var/lib/borderlane/web --bind 127.0.0.1:8080 --https --proxies 1
+      borderlane-console web --db console.db --instance web --broker mqtt:8883 \\
+          --cafile ca.crt --cert console.crt --key console.key   # commands from device pages
+
+    Without the broker options the device pages show the commands as unavailable.
     """
     try:
         host, port = connection.parse_address(bind, default_port=8080)
@@ -80,9 +89,10 @@ def web_command(
     configure_logging(verbose)
     # Refuse a missing or foreign database now, in one line, not at the first request.
     open_database(db, readonly=True).dispose()
-    app = create_app(
-        {"DATABASE": db, "INSTANCE_PATH": str(instance), "HTTPS": https, "PROXIES": proxies}
-    )
+    config = {"DATABASE": db, "INSTANCE_PATH": str(instance), "HTTPS": https, "PROXIES": proxies}
+    if endpoint is not None:
+        config.update(BROKER=endpoint, BROKER_NODE_ID=node_id)
+    app = create_app(config)
     app.logger.setLevel(logging.INFO)
     click.echo(f"console at http://{host}:{port}/ (Ctrl-C stops it)", err=True)
     waitress.serve(
