@@ -119,6 +119,28 @@ RULES = (
         exempt=("edge.uplink",),
     ),
     Rule(
+        "the-access-policy-is-one-pure-table",
+        ("console.access",),
+        (
+            "console.web",
+            "console.store",
+            "console.cli",
+            "console.ingest",
+            "console.accounts",
+            "console.audit",
+            "flask",
+            "werkzeug",
+            "sqlalchemy",
+        ),
+        "the policy decides from who asks and what about, nothing else: no request, no database",
+    ),
+    Rule(
+        "the-store-knows-no-web",
+        ("console.store",),
+        ("console.web", "console.cli", "flask"),
+        "web and cli are thin layers over the store; the store never reaches back into them",
+    ),
+    Rule(
         "the-contract-depends-on-neither-side",
         ("mqtt_schemas",),
         ("edge", "console", "provisioning"),
