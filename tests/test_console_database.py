@@ -123,10 +123,12 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
 
     assert upgraded.exit_code == 0, upgraded.output
     assert upgraded.output.strip() == (
-        f"upgraded to schema version {migrations.head()} (applied 0002, 0003, 0004)"
+        f"upgraded to schema version {migrations.head()} (applied 0002, 0003, 0004, 0005)"
     )
-    for table, found in before.items():
-        assert rows(path, f"SELECT * FROM {table} ORDER BY 1") == found, table
+    for table, found in before.items():  # every row, every column it had (later ones added)
+        columns = ", ".join(found[0].keys()) if found else "*"
+        assert rows(path, f"SELECT {columns} FROM {table} ORDER BY 1") == found, table
+    assert rows(path, "SELECT count(*) FROM crossings WHERE document_key IS NULL")[0][0] == 0
     assert run("db", "status", "--db", str(path)).output.strip().endswith("(current)")
     assert run("db", "upgrade", "--db", str(path)).output.strip() == (
         "already at the current schema version"

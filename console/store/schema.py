@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -49,6 +49,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from mqtt_schemas.name_matching import Name, document_key, parse_name, phonetic, tokens
 
 from ..records import Record
 
@@ -84,6 +86,9 @@ class RecordTable:
 
     table: Table
     fields: dict[str, Getter]
+    keys: tuple[Table, Callable[[Record], list[dict[str, Any]]]] | None = None
+    """A table of search keys the writer fills for each record it inserts (the rows given by
+    the callable), or None."""
 
     @property
     def name(self) -> str:
@@ -122,6 +127,9 @@ RECORD_TABLES: dict[str, RecordTable] = {
             "hit_count": (Integer, _field("screening", "hit_count")),
             "document_kind": (Text, _field("document", "kind")),
             "clock_synced": (Integer, lambda record: 1 if record.payload["clock"]["synced"] else 0),
+            "document_number": (Text, _field("document", "number")),  # 0005
+            "issuing_state": (Text, _field("document", "issuing_state")),  # 0005
+            "document_key": (Text, lambda record: _document_key(record)),  # 0005
         },
         (("site", "day", "outcome"), ("day",), ("time",), ("device_id", "seq")),
     ),
@@ -135,6 +143,7 @@ RECORD_TABLES: dict[str, RecordTable] = {
             "site": (Text, _field("site")),
             "lane": (Text, _field("lane")),
             "watchlist_version": (BigInteger, _field("watchlist_version")),
+            "name_key": (Text, lambda record: _name_key(record)),  # 0005
         },
         (("crossing_id",), ("site", "time"), ("device_id", "seq")),
     ),
@@ -412,3 +421,104 @@ def heartbeat_row(heartbeat_id: str, device_id: str, text: str, received_at: str
         "clock_synced": 1 if clock["synced"] else 0,
         "clock_offset_ms": clock.get("offset_ms"),
     }
+
+
+# -- search keys (migration 0005) ------------------------------------------------------------
+# What crossing search and the referral queue look up by (console.store.search, .referrals):
+# ``crossings.document_key`` is the OCR-folded document number the kiosk's matcher indexes by
+# (mqtt_schemas.name_matching.document_key), with the number and issuing state as sent; a hit's
+# traveller name is kept as its sorted tokens (``hits.name_key``) and, for finding it, as the
+# phonetic codes of its units in ``hit_names`` (one row per code, the writer fills it with the
+# hit: RecordTable.keys). Referrals without a hit (expired document, chip check failed ...)
+# are found through a partial index on the crossings the kiosk referred without hits.
+
+
+def _document_key(record: Record) -> str:
+    return document_key(record.payload["document"]["number"])
+
+
+def hit_name(record_payload: dict[str, Any]) -> Name:
+    """The traveller's name of a ``screening-hit`` payload, parsed as the matcher parses it."""
+    traveller = record_payload["traveller"]
+    return parse_name(
+        tokens(traveller.get("surname") or ""),
+        tokens(traveller.get("given_names") or ""),
+    )
+
+
+def name_codes(name: Name) -> set[str]:
+    """The phonetic codes of a name's units (initials left out, as the matcher's index does)."""
+    return {phonetic(unit.text) for unit in name.keyed_units}
+
+
+def name_key(name: Name) -> str:
+    """A name's distinct core tokens, sorted, space-separated: ``CAL JOSE MANUEL``."""
+    return " ".join(sorted(set(name.core)))
+
+
+def _name_key(record: Record) -> str:
+    return name_key(hit_name(record.payload))
+
+
+hit_names = Table(
+    "hit_names",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("time", Text, primary_key=True),  # the hit's: a code's rows newest first
+    Column("crossing_id", Text, primary_key=True),
+    Column("hit_id", Text, primary_key=True),
+    Column("site", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+"""One row per phonetic code of a hit's traveller name, with what a search filters and pages
+by, so that a name search reads this table alone until it knows the page's crossings."""
+
+
+def hit_name_rows(record_id: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``hit_names`` rows of a screening hit record."""
+    where = {
+        "time": payload["time"],
+        "crossing_id": payload["crossing_id"],
+        "hit_id": record_id,
+        "site": payload["site"],
+    }
+    return [{"code": code, **where} for code in sorted(name_codes(hit_name(payload)))]
+
+
+def _hit_name_rows(record: Record) -> list[dict[str, Any]]:
+    return hit_name_rows(record.id, record.payload)
+
+
+RECORD_TABLES["hits"] = replace(RECORD_TABLES["hits"], keys=(hit_names, _hit_name_rows))
+
+Index("idx_crossings_document_key", crossings.c.document_key)
+_REFERRED_WITHOUT_HITS = (crossings.c.outcome == "refer") & (crossings.c.hit_count == 0)
+Index(
+    "idx_crossings_referred",
+    crossings.c.time,
+    crossings.c.id,
+    crossings.c.site,
+    sqlite_where=_REFERRED_WITHOUT_HITS,
+    postgresql_where=_REFERRED_WITHOUT_HITS,
+)
+"""The referrals without a hit, newest first: a partial index, so the crossings that pass
+(nearly all) cost ingest nothing here."""
+Index("idx_hits_time_crossing_id_site", hits.c.time, hits.c.crossing_id, hits.c.site)
+Index(
+    "idx_decisions_latest",
+    decisions.c.crossing_id,
+    decisions.c.decided_at,
+    decisions.c.time,
+    decisions.c.id,
+    decisions.c.decision,
+)
+"""The latest officer decision of a crossing, read from the index alone (the queue's state)."""
+Index("idx_dispositions_one_per_crossing", dispositions.c.crossing_id, unique=True)
+Index(
+    "idx_decisions_escalations",
+    decisions.c.time,
+    decisions.c.crossing_id,
+    sqlite_where=decisions.c.decision == "escalate",
+    postgresql_where=decisions.c.decision == "escalate",
+)
+"""The escalations, newest first: the supervisor's queue reads them, not every referral."""

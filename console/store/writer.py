@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, select, update
+from sqlalchemy import Connection, Engine, Insert, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mqtt_schemas import topics
@@ -214,6 +214,13 @@ class _Batch:
                 self.conn.execute(statement.returning(table.table.c.id), rows).scalars().all()
             )
         outcome.stored += len(inserted)
+        if table.keys is not None and inserted:  # search keys of the records stored now
+            keys_table, key_rows = table.keys
+            keys = [
+                row for rid, record in first.items() if rid in inserted for row in key_rows(record)
+            ]
+            if keys:
+                self.conn.execute(insert(keys_table), keys)
         # Stored before (a republication), or by another worker since our transaction began
         # (PostgreSQL waits for its commit): the stored record is kept, ours compared with it.
         existing = [record_id for record_id in first if record_id not in inserted]
