@@ -86,12 +86,18 @@ def device(conn: Connection, device_id: str, history: int = 20) -> dict[str, Any
     records: dict[str, Any] = {}
     for name, spec in RECORD_TABLES.items():
         table = spec.table
-        count, last_seq, last_time = conn.execute(
-            select(func.count(), func.max(table.c.seq), func.max(table.c.time)).where(
-                table.c.device_id == device_id
-            )
-        ).one()
-        records[name] = {"count": count, "last_seq": last_seq, "last_time": last_time}
+        mine = table.c.device_id == device_id
+        # Both from the (device_id, seq) index: the count without reading a row, the last record
+        # by one row; max(time) read every row of the kiosk (0.5 s at 10,000 crossings).
+        count = conn.execute(select(func.count()).select_from(table).where(mine)).scalar_one()
+        last = conn.execute(
+            select(table.c.seq, table.c.time).where(mine).order_by(table.c.seq.desc()).limit(1)
+        ).first()
+        records[name] = {
+            "count": count,
+            "last_seq": last.seq if last else None,
+            "last_time": last.time if last else None,
+        }
     found["records"] = records
     found["quarantined"] = conn.execute(
         select(func.count()).select_from(quarantine).where(quarantine.c.device_id == device_id)
