@@ -18,6 +18,7 @@ from console.access import Principal
 from console.records import Record, classify
 from console.store import Store, open_database
 from console.store import referrals as ref
+from console.store.schema import watchlist_entries
 from console.store.search import QueryError
 from harness.console import rows
 from mqtt_schemas import topics
@@ -428,3 +429,264 @@ def test_only_an_open_escalation_at_ones_posts_is_disposed(border, four_states):
     with pytest.raises(QueryError, match="hit_id"):
         dispose(four_states["escalated"], hit_id=uuid7())
     dispose(four_states["other"], staff(posts=(ELSEWHERE,)))
+
+
+# -- the pages ------------------------------------------------------------------------------
+
+PURPOSE = {"purpose": "referral-review", "purpose_text": "shift 2026-11-24"}
+SHARED_WITH_POLICE = "interpol-red"
+"""A list the console's settings share with the police only: the border agency's staff see
+its hits, never its entries."""
+
+
+@pytest.fixture
+def web(console_db, tmp_path):
+    from console.settings import Settings
+    from harness.console_web import serve_console
+
+    settings = Settings(lists={SHARED_WITH_POLICE: frozenset({"police"})})
+    with serve_console(console_db, tmp_path / "instance", settings=settings) as running:
+        yield running
+
+
+def audit_entries(target: str, action: str) -> list[Any]:
+    from console import audit
+
+    engine = open_database(target, readonly=True)
+    try:
+        with engine.connect() as conn:
+            return list(audit.entries(conn, action=action, limit=None))
+    finally:
+        engine.dispose()
+
+
+def get(client, path: str, **params: str):
+    from urllib.parse import urlencode
+
+    return client.get(f"{path}?{urlencode({**PURPOSE, **params})}")
+
+
+def test_no_referral_or_crossing_page_for_who_sees_no_traveller(web, border):
+    """Technicians, analysts, auditors and admins: 403 on every page, with a purpose or not,
+    for a referral that exists at the post or not."""
+    from harness.console_web import csrf
+
+    crossing, _ = border.referral(HOME, at(1))
+    border.decide(crossing, "escalate", at(2))
+    hit_id = crossing["screening"]["hits"][0]["hit_id"]
+    pages = [
+        "/referrals",
+        "/referrals/escalated",
+        f"/referrals/{crossing['id']}",
+        f"/referrals/{uuid7()}",
+        "/crossings/search",
+        f"/crossings/{crossing['id']}",
+        "/travellers/BLZ/P0318842",
+    ]
+    for role in ("technician", "analyst", "auditor", "admin"):
+        client = web.client(role)
+        for path in pages:
+            assert client.get(path).status_code == 403, (role, path)
+            assert get(client, path, document="P0318842").status_code == 403, (role, path)
+        token = csrf(client)
+        posted = client.post(
+            f"/referrals/{crossing['id']}/disposition",
+            data={
+                **PURPOSE,
+                "csrf_token": token,
+                "hit_id": hit_id,
+                "disposition": "cleared",
+                "reason": "Because.",
+            },
+        )
+        assert posted.status_code == 403, role
+    assert rows(web.db, "SELECT id FROM dispositions") == []
+
+
+def test_the_queue_asks_why_then_shows_the_posts_referrals_and_audits_them(web, border):
+    ours, hit = border.referral(HOME, at(1), "RAMIREZ", "ANA")
+    theirs, _ = border.referral(ELSEWHERE, at(2), "TUN", "PEDRO")
+    officer = web.client("officer")
+
+    asked = officer.get("/referrals")
+    assert asked.status_code == 200 and 'id="purpose-form"' in asked.get_data(True)
+    assert "RAMIREZ" not in asked.get_data(True)
+
+    page = get(officer, "/referrals").get_data(True)
+    assert f'id="referral-{ours["id"]}"' in page and "RAMIREZ, ANA" in page
+    assert theirs["id"] not in page and "TUN" not in page
+    assert "nw-2024-00000" not in page  # a listing never shows the entry
+    (entry,) = audit_entries(web.db, "referrals.view")
+    assert (entry.username, entry.purpose, entry.purpose_text) == (
+        "officer",
+        "referral-review",
+        "shift 2026-11-24",
+    )
+    assert entry.record_ids == [ours["id"], hit["id"]]
+
+    assert get(officer, f"/referrals/{theirs['id']}").status_code == 404
+    assert get(officer, f"/referrals/{uuid7()}").status_code == 404
+    assert theirs["id"] not in str([e.record_ids for e in audit_entries(web.db, "referrals.view")])
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/referrals", {"state": "pending"}, "state"),
+        ("/referrals", {"site": "Santa Elena"}, "site"),
+        ("/referrals", {"after": "yesterday"}, "after"),
+        ("/referrals/escalated", {"after": "2026-11-24T10:00:00Z~x"}, "after"),
+        ("/referrals/not-a-crossing-id", {}, "crossing_id"),
+    ],
+)
+def test_malformed_parameters_are_400_naming_them(web, path, params, param):
+    response = get(web.client("supervisor"), path, **params)
+    assert response.status_code == 400
+    assert f"{param}:" in response.get_data(True)
+
+
+def test_the_watchlist_entry_needs_level_3_and_a_list_shared_with_the_agency(web, border):
+    crossing, hit = border.referral(HOME, at(1), lists=("national-wanted", SHARED_WITH_POLICE))
+    engine = open_database(web.db)
+    with engine.begin() as conn:
+        for entry_id in ("nw-2024-00000", "nw-2024-00001"):
+            conn.execute(
+                watchlist_entries.insert().values(
+                    kind="person",
+                    entry_id=entry_id,
+                    entry=json.dumps(
+                        {
+                            "names": [{"surname": "CAL", "given_names": "JOSE M"}],
+                            "birth_date": "1979",
+                            "category": "wanted-person",
+                        }
+                    ),
+                )
+            )
+    engine.dispose()
+    shared, unshared = (hit_["hit_id"] for hit_ in hit["hits"])
+
+    def hit_cell(page: str, hit_id: str) -> str:
+        return page.split(f'id="hit-{hit_id}"', 1)[1].split("</tr>", 1)[0]
+
+    page = get(web.client("supervisor"), f"/referrals/{crossing['id']}").get_data(True)  # level 3
+    assert "nw-2024-00000" in hit_cell(page, shared) and "wanted-person" in page
+    assert "CAL = CAL" in hit_cell(page, shared)  # why it matched
+    withheld = hit_cell(page, unshared)
+    assert "Details withheld: the list is not shared with immigration" in withheld
+    assert "nw-2024-00001" not in page and "national-wanted" in page
+    (entry,) = audit_entries(web.db, "referrals.view")
+    assert "watchlist:person:nw-2024-00000" in entry.record_ids
+    assert "watchlist:person:nw-2024-00001" not in entry.record_ids
+
+    page = get(web.client("officer"), f"/referrals/{crossing['id']}").get_data(True)  # level 2
+    assert "Details withheld: hit.details needs level 3" in hit_cell(page, shared)
+    assert "nw-2024-0000" not in page and "CAL = CAL" not in page and "wanted-person" not in page
+    assert "RAMIREZ" not in page and "CAL, JOSE MANUEL" in page  # the traveller is shown
+
+
+def test_a_supervisor_records_one_disposition_with_a_reason(web, border):
+    from harness.console_web import csrf
+
+    crossing, _ = border.referral(HOME, at(1))
+    border.decide(crossing, "escalate", at(2), reason="Possible match; secondary inspection.")
+    other, _ = border.referral(ELSEWHERE, at(3))
+    border.decide(other, "escalate", at(4))
+    hit_id = crossing["screening"]["hits"][0]["hit_id"]
+    supervisor = web.client("supervisor")
+    queue = get(supervisor, "/referrals/escalated").get_data(True)
+    assert f'id="escalation-{crossing["id"]}"' in queue and other["id"] not in queue
+    assert "Possible match; secondary inspection." in queue
+    token = csrf(supervisor, "/referrals/escalated?purpose=referral-review")
+    form = {**PURPOSE, "csrf_token": token, "hit_id": hit_id, "disposition": "false-match"}
+
+    def post(crossing_id: str, **fields: str):
+        return supervisor.post(f"/referrals/{crossing_id}/disposition", data={**form, **fields})
+
+    blank = post(crossing["id"], reason="  ")
+    assert blank.status_code == 400 and "reason:" in blank.get_data(True)
+    assert post(crossing["id"], reason="x", disposition="pardoned").status_code == 400
+    assert post(other["id"], reason="Not mine.").status_code == 404
+    no_csrf = supervisor.post(
+        f"/referrals/{crossing['id']}/disposition", data={**form, "csrf_token": "", "reason": "x"}
+    )
+    assert no_csrf.status_code == 400
+    officer = web.client("officer")
+    assert officer.post(
+        f"/referrals/{crossing['id']}/disposition",
+        data={**form, "csrf_token": csrf(officer), "reason": "Officers may not."},
+    ).status_code == 403  # fmt: skip
+    assert rows(web.db, "SELECT id FROM dispositions") == []
+
+    done = post(crossing["id"], reason="Birth date differs; a namesake.")
+    assert done.status_code == 302 and "purpose=referral-review" in done.headers["Location"]
+    stored = rows(
+        web.db, "SELECT crossing_id, hit_id, username, disposition, reason FROM dispositions"
+    )
+    assert [tuple(r) for r in stored] == [
+        (crossing["id"], hit_id, "supervisor", "false-match", "Birth date differs; a namesake.")
+    ]
+    page = supervisor.get(done.headers["Location"]).get_data(True)
+    assert "Disposition recorded: false-match" in page and 'id="disposition"' in page
+    again = post(crossing["id"], reason="Second thoughts.")
+    assert again.status_code == 409 and "already" in again.get_data(True)
+    assert len(rows(web.db, "SELECT id FROM dispositions")) == 1
+    (entry,) = [e for e in audit_entries(web.db, "referral.dispose") if "disposed" in e.query]
+    assert entry.record_ids == [crossing["id"]] and entry.query_data["disposed"] == "false-match"
+    assert crossing["id"] not in get(supervisor, "/referrals/escalated").get_data(True)
+
+
+# -- in a browser ---------------------------------------------------------------------------
+
+
+def test_a_supervisor_gives_a_purpose_sees_an_escalation_and_disposes_of_it_in_chromium(
+    console_web, page
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from harness.console_web import SITE
+
+    def wait_for(element_id: str) -> Any:
+        located = shown.presence_of_element_located((By.ID, element_id))
+        return WebDriverWait(page, 10).until(located)
+
+    kiosks = Border(console_web.db)
+    try:
+        crossing, _ = kiosks.referral(SITE, at(1), "QUISPE", "ROSA ELENA")
+        kiosks.decide(crossing, "escalate", at(2), reason="Listed name; sent to secondary.")
+    finally:
+        kiosks.close()
+
+    console_web.login(page, "supervisor")
+    page.find_element(By.LINK_TEXT, "Referrals").click()
+    Select(wait_for("purpose")).select_by_value("referral-review")
+    page.find_element(By.ID, "purpose_text").send_keys("browser shift")
+    page.find_element(By.ID, "purpose-submit").click()
+    row = wait_for(f"referral-{crossing['id']}")
+    assert "QUISPE, ROSA ELENA" in row.text and "escalated" in row.text
+
+    page.find_element(By.ID, "escalated-link").click()
+    row = wait_for(f"escalation-{crossing['id']}")
+    assert "Listed name; sent to secondary." in row.text
+    Select(row.find_element(By.NAME, "disposition")).select_by_value("false-match")
+    row.find_element(By.NAME, "reason").send_keys("Birth date and sex differ from the entry.")
+    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    disposition = wait_for("disposition")
+    assert "false-match" in disposition.text and "Birth date and sex differ" in disposition.text
+    assert "Disposition recorded" in page.find_element(By.ID, "notice").text
+    assert page.find_element(By.ID, "state").text == "disposed"
+    stored = rows(
+        console_web.db,
+        "SELECT username, disposition, reason FROM dispositions WHERE crossing_id = ?",
+        crossing["id"],
+    )
+    assert [tuple(r) for r in stored] == [
+        ("supervisor", "false-match", "Birth date and sex differ from the entry.")
+    ]
+    (entry,) = [
+        e for e in audit_entries(console_web.db, "referral.dispose") if "disposed" in e.query
+    ]
+    assert (entry.purpose, entry.purpose_text) == ("referral-review", "browser shift")

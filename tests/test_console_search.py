@@ -300,3 +300,70 @@ def test_the_migration_fills_the_keys_of_earlier_rows_as_the_writer_does(console
 
 def _record(channel: str, payload: dict) -> Record:
     return Record(channel, payload["id"], payload["device_id"], json.dumps(payload), payload)
+
+
+# -- the pages ------------------------------------------------------------------------------
+
+web = test_console_referrals.web  # the console on waitress, an account per role
+get = test_console_referrals.get  # a GET with the purpose given
+audit_entries = test_console_referrals.audit_entries
+
+
+def test_the_search_page_asks_why_finds_and_audits_what_it_shows(web, border):
+    ours, hit = border.referral(HOME, at(1), "CAL", "JOSE MANUEL", number="G10583221")
+    misread = border.crossing(HOME, at(2), number="G1O5B3221")
+    theirs = border.crossing(ELSEWHERE, at(3), number="G10583221")
+    officer = web.client("officer")
+
+    asked = officer.get("/crossings/search?document=G10583221")
+    assert 'id="purpose-form"' in asked.get_data(True) and "G1O5B3221" not in asked.get_data(True)
+    form = get(officer, "/crossings/search").get_data(True)
+    assert 'id="search-form"' in form and 'id="results"' not in form
+
+    page = get(officer, "/crossings/search", document="G10583221").get_data(True)
+    assert f'id="crossing-{ours["id"]}"' in page and f'id="crossing-{misread["id"]}"' in page
+    assert theirs["id"] not in page and "CAL, JOSE MANUEL" in page
+    found = audit_entries(web.db, "crossings.search")
+    assert found[0].record_ids == [misread["id"], ours["id"], hit["id"]]
+    assert found[0].query_data == {"document": "G10583221"}
+    assert found[1].record_ids == []  # the empty form: asked, nothing shown
+
+    by_name = get(officer, "/crossings/search", name="José Cal").get_data(True)
+    assert f'id="crossing-{ours["id"]}"' in by_name and misread["id"] not in by_name
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"document": "X1", "since": "24/11/2026"}, "since"),
+        ({"name": "Cal", "direction": "inbound"}, "direction"),
+        ({"site": HOME}, "document"),
+        ({"document": "X1", "after": "page-2"}, "after"),
+    ],
+)
+def test_a_malformed_search_is_400_naming_the_parameter(web, params, param):
+    response = get(web.client("supervisor"), "/crossings/search", **params)
+    assert response.status_code == 400 and f"{param}:" in response.get_data(True)
+    assert 'id="search-form"' in response.get_data(True)  # shown again to correct
+
+
+def test_a_crossing_and_a_travellers_crossings_at_ones_posts(web, border):
+    crossing, _ = border.referral(HOME, at(1), "CAL", "JOSE MANUEL")
+    later = border.crossing(HOME, at(60), direction="entry")
+    elsewhere = border.crossing(ELSEWHERE, at(90))
+    officer = web.client("officer")
+
+    page = get(officer, f"/crossings/{crossing['id']}").get_data(True)
+    assert "P0318842" in page and "CAL, JOSE MANUEL" in page and "mrz-check-digits" in page
+    assert "Details withheld: hit.details needs level 3" in page  # the officer is level 2
+    assert get(officer, f"/crossings/{elsewhere['id']}").status_code == 404
+    assert get(officer, f"/crossings/{uuid7()}").status_code == 404
+    assert get(officer, "/crossings/nope").status_code == 400
+
+    page = get(officer, "/travellers/BLZ/P0318842").get_data(True)
+    assert "2 crossings at your posts" in page and "CAL, JOSE MANUEL" in page
+    assert later["id"] in page and elsewhere["id"] not in page
+    (entry,) = audit_entries(web.db, "crossings.search")
+    assert entry.record_ids[:1] == [later["id"]] and crossing["id"] in entry.record_ids
+    response = get(officer, "/travellers/BELIZE/P0318842")
+    assert response.status_code == 400 and "issuing_state:" in response.get_data(True)

@@ -54,7 +54,7 @@ from ..access import Policy
 from ..settings import Settings, load_settings
 from ..store import StoreError, describe
 from ..store.database import reason
-from . import access, admin, alerts, audit, auth, crossings, db, devices, fleet
+from . import access, admin, alerts, audit, auth, crossings, db, devices, fleet, referrals, search
 
 SECRET_KEY_FILE = "secret_key"
 SETTINGS_FILE = "console.toml"
@@ -80,7 +80,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Fleet", "fleet.index", "fleet.view"),
     NavItem("Alerts", "alerts.index", "alerts.view"),
     NavItem("Referrals", "referrals.index", "referrals.view"),
-    NavItem("Crossings", "crossings.search", "crossings.search"),
+    NavItem("Crossings", "search.index", "crossings.search"),
     NavItem("Statistics", "statistics.index", "statistics.view"),
     NavItem("Audit log", "audit.index", "audit.view"),
     NavItem("Users", "admin.users", "users.manage"),
@@ -133,6 +133,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (auth.bp, admin.bp, devices.bp, crossings.bp, fleet.bp, alerts.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(referrals.bp)
+    app.register_blueprint(search.bp)
     app.before_request(auth.load_principal)
     app.before_request(auth.check_csrf)
     app.after_request(_headers)
