@@ -43,7 +43,11 @@ PASSWORD = "bench-password-1"
 TARGET_MS = 300
 FULL = {"crossings": 10_000_000, "hits": 200_000, "kiosks": 1000}
 QUICK = {"crossings": 20_000, "hits": 400, "kiosks": 50}
+POST = "bz-post-00"
+"""The officer's and the supervisor's post (console_data's first)."""
 ROLES = {
+    "officer": ("immigration", 3, (POST,)),
+    "supervisor": ("immigration", 3, (POST,)),
     "admin": ("immigration", 4, ("*",)),
     "technician": ("immigration", 2, ()),
     "analyst": ("statistics", 2, ()),
@@ -124,8 +128,47 @@ def routes(path: Path, rng: random.Random) -> dict[str, list[tuple[str, Callable
         with engine.connect() as conn:
             devices = [r[0] for r in conn.execute(text("SELECT device_id FROM devices"))]
             sites = [r[0] for r in conn.execute(text("SELECT DISTINCT site FROM crossings"))]
+            referred = [
+                r[0]
+                for r in conn.execute(
+                    text("SELECT crossing_id FROM hits WHERE site = :site LIMIT 500"),
+                    {"site": POST},
+                )
+            ]
+            documents = [
+                tuple(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT issuing_state, document_number, id FROM crossings "
+                        "WHERE site = :site AND time > '2026-11-01' LIMIT 500"
+                    ),
+                    {"site": POST},
+                )
+            ]
     finally:
         engine.dispose()
+    referral = lambda: rng.choice(referred)  # noqa: E731
+    doc = lambda: rng.choice(documents)  # noqa: E731
+    name = lambda: f"{rng.choice(console_data.GIVEN)} {rng.choice(console_data.SURNAMES)}"  # noqa: E731
+    why = "purpose=border-control"
+    staff = [
+        ("/referrals", lambda: "/referrals?purpose=referral-review"),
+        ("/referrals?state=open", lambda: "/referrals?state=open&purpose=referral-review"),
+        ("/referrals/<crossing>", lambda: f"/referrals/{referral()}?purpose=referral-review"),
+        (
+            "/crossings/search?document=",
+            lambda: f"/crossings/search?document={document()[1]}&{why}",
+        ),
+        (
+            "/crossings/search?name=",
+            lambda: f"/crossings/search?name={urllib.parse.quote(name())}&{why}",
+        ),
+        ("/crossings/<crossing>", lambda: f"/crossings/{document()[2]}?{why}"),
+        (
+            "/travellers/<state>/<number>",
+            lambda: "/travellers/{}/{}?{}".format(*document()[:2], why),
+        ),
+    ]
     device = lambda: rng.choice(devices)  # noqa: E731
     site = lambda: rng.choice(sites)  # noqa: E731
     fleet = [
@@ -138,6 +181,10 @@ def routes(path: Path, rng: random.Random) -> dict[str, list[tuple[str, Callable
         ("/api/devices/<device>", lambda: f"/api/devices/{device()}"),
     ]
     return {
+        "officer": staff,
+        "supervisor": [
+            ("/referrals/escalated", lambda: "/referrals/escalated?purpose=referral-review")
+        ],
         "technician": fleet,
         "admin": [("/admin/users", lambda: "/admin/users")],
         "analyst": [
