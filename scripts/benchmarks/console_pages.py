@@ -157,16 +157,16 @@ def routes(path: Path, rng: random.Random) -> dict[str, list[tuple[str, Callable
         ("/referrals/<crossing>", lambda: f"/referrals/{referral()}?purpose=referral-review"),
         (
             "/crossings/search?document=",
-            lambda: f"/crossings/search?document={document()[1]}&{why}",
+            lambda: f"/crossings/search?document={doc()[1]}&{why}",
         ),
         (
             "/crossings/search?name=",
             lambda: f"/crossings/search?name={urllib.parse.quote(name())}&{why}",
         ),
-        ("/crossings/<crossing>", lambda: f"/crossings/{document()[2]}?{why}"),
+        ("/crossings/<crossing>", lambda: f"/crossings/{doc()[2]}?{why}"),
         (
             "/travellers/<state>/<number>",
-            lambda: "/travellers/{}/{}?{}".format(*document()[:2], why),
+            lambda: "/travellers/{}/{}?{}".format(*doc()[:2], why),
         ),
     ]
     device = lambda: rng.choice(devices)  # noqa: E731
