@@ -25,6 +25,14 @@ from mqtt_schemas import topics
 
 RELEASE_0_1 = Path(__file__).parent / "data" / "console-release-0.1.sql"
 NOW = "2026-12-04T10:00:00.000Z"
+ROLLUP = (
+    "SELECT site, day, direction, outcome, count FROM crossing_counts "
+    "ORDER BY site, day, direction, outcome"
+)
+COUNTED = (
+    "SELECT site, day, direction, outcome, count(*) FROM crossings "
+    "GROUP BY site, day, direction, outcome ORDER BY site, day, direction, outcome"
+)
 
 
 def run(*args: str):
@@ -123,7 +131,7 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
 
     assert upgraded.exit_code == 0, upgraded.output
     assert upgraded.output.strip() == (
-        f"upgraded to schema version {migrations.head()} (applied 0002, 0003, 0004, 0005)"
+        f"upgraded to schema version {migrations.head()} (applied 0002, 0003, 0004, 0005, 0006)"
     )
     for table, found in before.items():  # every row, every column it had (later ones added)
         columns = ", ".join(found[0].keys()) if found else "*"
@@ -133,6 +141,8 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
     assert run("db", "upgrade", "--db", str(path)).output.strip() == (
         "already at the current schema version"
     )
+    # the counts rollup was filled from the crossings 0.1 stored
+    assert rows(path, ROLLUP) == rows(path, COUNTED)
     # the console works on it: new crossings stored, the ack counter goes on from 0.1's
     store_crossings(path, "kiosk-l1", range(6, 9))
     assert len(rows(path, "SELECT id FROM crossings WHERE device_id = ?", "kiosk-l1")) == 8

@@ -289,7 +289,7 @@ def test_the_migration_fills_the_keys_of_earlier_rows_as_the_writer_does(console
                 values = ", ".join(f":{k}" for k in old)
                 conn.execute(text(f"INSERT INTO {table} ({', '.join(old)}) VALUES ({values})"), old)
         with engine.begin() as conn:
-            assert migrations.upgrade(conn) == ["0005"]
+            assert migrations.upgrade(conn, "0005") == ["0005"]
         found = {table: sorted(rows(engine, sql)) for table, sql in KEYS.items()}
     finally:
         engine.dispose()

@@ -411,3 +411,28 @@ def test_both_backends_store_the_same_rows(tmp_path, postgres_url):
             store.close()
     assert stored[0] == stored[1]
     assert sum(len(found) for found in stored[0].values()) == len(batch)
+
+
+def test_the_counts_rollup_is_exactly_the_stored_crossings(store):
+    """Statistics read ``crossing_counts``, kept by the writer: a redelivered crossing, a
+    conflicting one and a quarantined one must not count."""
+    first = [
+        crossing("kiosk-r1", n, direction=("entry" if n % 2 else "exit"), site=site)
+        for n, site in enumerate(["bz-santa-elena"] * 5 + ["bz-benque-viejo"] * 3, start=1)
+    ]
+    batch = [message(c["device_id"], "crossings", c) for c in first]
+    store.apply(items(*batch), "console-1", NOW)
+    store.apply(items(*batch[:3]), "console-1", NOW)  # republished: not counted again
+    changed = {**first[0], "direction": "exit"}  # same id, other content: quarantined
+    store.apply(items(message("kiosk-r1", "crossings", changed)), "console-1", NOW)
+    counted = query(
+        store,
+        "SELECT site, day, direction, outcome, count(*) FROM crossings "
+        "GROUP BY site, day, direction, outcome ORDER BY site, day, direction, outcome",
+    )
+    rollup = query(
+        store,
+        "SELECT site, day, direction, outcome, count FROM crossing_counts "
+        "ORDER BY site, day, direction, outcome",
+    )
+    assert rollup == counted and sum(row[4] for row in rollup) == 8

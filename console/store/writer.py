@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,8 @@ from .schema import (
     availability_log,
     command_results,
     console_nodes,
+    crossing_count_key,
+    crossing_counts,
     devices,
     heartbeat_row,
     heartbeats,
@@ -214,6 +217,8 @@ class _Batch:
                 self.conn.execute(statement.returning(table.table.c.id), rows).scalars().all()
             )
         outcome.stored += len(inserted)
+        if table.name == "crossings" and inserted:
+            self._count([record for rid, record in first.items() if rid in inserted])
         if table.keys is not None and inserted:  # search keys of the records stored now
             keys_table, key_rows = table.keys
             keys = [
@@ -233,6 +238,27 @@ class _Batch:
         for record in again:
             kept = first[record.id].text if record.id in inserted else stored[record.id]
             self._settle_existing(record, kept)
+
+    def _count(self, stored: list[Record]) -> None:
+        """Add the crossings stored now to ``crossing_counts`` (in this transaction, so the
+        counts are exactly the stored crossings, redeliveries never counted twice)."""
+        added = Counter(crossing_count_key(record) for record in stored)
+        statement = upsert(self.conn, crossing_counts)
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                crossing_counts.c.site,
+                crossing_counts.c.day,
+                crossing_counts.c.direction,
+                crossing_counts.c.outcome,
+            ],
+            set_={"count": crossing_counts.c.count + statement.excluded.count},
+        )
+        rows = [
+            {"site": site, "day": day, "direction": direction, "outcome": result, "count": n}
+            # in key order: workers of a share group update the same rows in one order
+            for (site, day, direction, result), n in sorted(added.items())
+        ]
+        self.conn.execute(statement, rows)
 
     def _settle_existing(self, record: Record, previous: str) -> None:
         """*record*'s id is stored already: a redelivery (ack again) or a conflict (quarantine)."""
