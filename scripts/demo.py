@@ -489,7 +489,8 @@ def main() -> int:
             ),
             console_db.env(),
         )
-        demo.spawn(
+        wait_for_web(web_url, web)
+        demo.spawn(  # after the web console made the instance folder, whose console.toml it reads
             "console-alerts",
             _python(
                 "-m",
@@ -503,7 +504,6 @@ def main() -> int:
             ),
             console_db.env(),
         )
-        wait_for_web(web_url, web)
         publish = subprocess.run(
             _python(
                 "-m",

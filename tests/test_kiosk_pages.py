@@ -234,8 +234,12 @@ def decide(page: Any, decision: str, reason: str) -> None:
 
 
 def queue_ids(page: Any) -> list[str]:
-    items = page.find_elements(By.CSS_SELECTOR, "#queue li")
-    return [item.get_attribute("data-crossing-id") for item in items]
+    """The crossing ids in the officer's queue, read in one script: the queue refreshes itself,
+    and elements found before a refresh go stale between a find and a read."""
+    return page.execute_script(
+        "return Array.from(document.querySelectorAll('#queue li'))"
+        ".map(item => item.getAttribute('data-crossing-id'))"
+    )
 
 
 # -- the traveller's screen ------------------------------------------------------------------
