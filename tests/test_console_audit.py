@@ -521,6 +521,25 @@ def test_cli_purge_uses_the_retention_and_keeps_the_chain(engine, console_db, tm
     )
 
 
+def test_cli_purge_reads_the_retention_from_the_instance_folder(engine, console_db, tmp_path):
+    """The daily unit runs ``audit purge`` with the web console's instance folder (from
+    $BORDERLANE_CONSOLE_INSTANCE): its console.toml sets the retention, and a folder without
+    one means the default."""
+    now = dt.datetime.now(dt.UTC)
+    for days_ago in (800, 400, 1):
+        at = format_time(now - dt.timedelta(days=days_ago))
+        audit.append(engine, ALICE, "crossing.view", purpose="border-control", at=at)
+    instance = tmp_path / "web"
+    instance.mkdir()
+    result = run("purge", "--db", console_db, "--instance", str(instance))
+    assert result.exit_code == 0 and "(730 days)" in result.output, result.output
+    (instance / "console.toml").write_text("[audit]\nretention_days = 365\n")
+    result = run("purge", "--db", console_db, "--instance", str(instance))
+    assert result.output.startswith("purged 1 audit entry") and "(365 days)" in result.output
+    missing = run("purge", "--db", console_db, "--instance", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 1 and "no such instance folder" in missing.output
+
+
 def test_cli_list_prints_json_lines_newest_first(engine, console_db):
     add(engine, 3)
     add(engine, 2, start_day=5, who=BRUNO)

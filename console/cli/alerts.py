@@ -19,34 +19,19 @@ from mqtt_schemas import TopicError, topics
 from mqtt_schemas.identifiers import NAME
 
 from .. import alerts as alertsmod
-from ..settings import Settings, SettingsError, load_settings
+from ..settings import Settings, SettingsError
 from ..store import StoreError, open_database
 from ..store.database import database_url, describe, reason
-from .options import configure_logging, db_option, one_line_errors, run_until_stopped
+from .options import (
+    configure_logging,
+    db_option,
+    instance_option,
+    instance_settings,
+    one_line_errors,
+    run_until_stopped,
+)
 
 log = logging.getLogger("borderlane.console.alerts")
-
-INSTANCE_ENV = "BORDERLANE_CONSOLE_INSTANCE"
-SETTINGS_FILE = "console.toml"
-
-
-def instance_option():  # type: ignore[no-untyped-def]
-    return click.option(
-        "--instance",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=INSTANCE_ENV,
-        show_envvar=True,
-        help="The web console's instance folder, whose console.toml has the [alerts] "
-        "thresholds (default: the built-in thresholds).",
-    )
-
-
-def _settings(instance: Path | None) -> Settings:
-    if instance is None:
-        return Settings()
-    if not instance.is_dir():
-        raise SettingsError(f"{instance}: no such instance folder")
-    return load_settings(instance / SETTINGS_FILE)
 
 
 def _existing_database(db: str) -> Engine:
@@ -72,7 +57,7 @@ def alerts_group() -> None:
 
 @alerts_group.command("watch")
 @db_option("must exist")
-@instance_option()
+@instance_option("the [alerts] thresholds")
 @click.option(
     "--every",
     default=30.0,
@@ -95,7 +80,7 @@ def watch_command(db: str, instance: Path | None, every: float, once: bool, verb
       borderlane-console alerts watch --db console.db --instance /var/lib/borderlane/web
       borderlane-console alerts watch --db console.db --once
     """
-    settings = _settings(instance)
+    settings = instance_settings(instance)
     engine = _existing_database(db)
     try:
         if once:

@@ -17,7 +17,7 @@ from mqtt_schemas.envelope import format_time
 from .. import audit
 from ..settings import SettingsError, load_settings
 from ..store import StoreError, describe, open_database
-from .options import db_option, one_line_errors
+from .options import db_option, instance_option, instance_settings, one_line_errors
 
 SETTINGS_ENV = "BORDERLANE_CONSOLE_SETTINGS"
 
@@ -90,7 +90,7 @@ def verify_command(db: str) -> None:
     type=click.IntRange(min=1),
     metavar="DAYS",
     help="Delete entries older than this many days (default: [audit] retention_days in "
-    "--settings, else 730).",
+    "--settings or the --instance folder's console.toml, else 730).",
 )
 @click.option(
     "--settings",
@@ -100,8 +100,11 @@ def verify_command(db: str) -> None:
     show_envvar=True,
     help="console.toml giving [audit] retention_days.",
 )
+@instance_option("[audit] retention_days")
 @one_line_errors(StoreError, SettingsError, audit.AuditError)
-def purge_command(db: str, days: int | None, settings_path: Path | None) -> None:
+def purge_command(
+    db: str, days: int | None, settings_path: Path | None, instance: Path | None
+) -> None:
     """Delete the audit entries older than the retention period, in one transaction; the
     last one deleted becomes the chain's anchor, so `audit verify` still passes. What is
     deleted is verified first: a broken chain is not purged (exit 1, naming the break).
@@ -110,12 +113,16 @@ def purge_command(db: str, days: int | None, settings_path: Path | None) -> None
     Examples:
       borderlane-console audit purge --db console.db
       borderlane-console audit purge --db console.db --settings /etc/borderlane/console.toml
+      borderlane-console audit purge --db console.db --instance /var/lib/borderlane/web
       borderlane-console audit purge --db console.db --older-than-days 365
     """
     if days is None:
-        if settings_path is not None and not settings_path.is_file():
-            raise SettingsError(f"{settings_path}: no such settings file")
-        days = load_settings(settings_path).audit.retention_days
+        if settings_path is not None:
+            if not settings_path.is_file():
+                raise SettingsError(f"{settings_path}: no such settings file")
+            days = load_settings(settings_path).audit.retention_days
+        else:  # the instance folder's console.toml when there is one, else the default
+            days = instance_settings(instance).audit.retention_days
     cutoff = format_time(dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
     _reader(db).dispose()  # refuses a missing database, or one without the audit log
     engine = open_database(db)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mqtt_schemas import TopicError, topics
 
 from .. import connection
+from ..settings import Settings, SettingsError, load_settings
 from ..store.database import reason as database_reason
 
 __all__ = [
@@ -60,6 +61,30 @@ def resolve_node_id(node_id: str | None, cert_file: Path, suffix: str = "") -> s
 
 
 DB_ENV = "BORDERLANE_CONSOLE_DB"
+INSTANCE_ENV = "BORDERLANE_CONSOLE_INSTANCE"
+SETTINGS_FILE = "console.toml"
+
+
+def instance_option(use: str) -> Callable[[F], F]:
+    """``--instance DIR`` (or ``$BORDERLANE_CONSOLE_INSTANCE``): the web console's instance
+    folder, whose ``console.toml`` gives *use*; optional, the built-in settings without it."""
+    return click.option(
+        "--instance",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=INSTANCE_ENV,
+        show_envvar=True,
+        help=f"The web console's instance folder, whose console.toml has {use} "
+        "(default: the built-in settings).",
+    )
+
+
+def instance_settings(instance: Path | None) -> Settings:
+    """The settings of *instance* (its console.toml when there is one), else the defaults."""
+    if instance is None:
+        return Settings()
+    if not instance.is_dir():
+        raise SettingsError(f"{instance}: no such instance folder")
+    return load_settings(instance / SETTINGS_FILE)
 
 
 def db_option(use: str = "created if missing") -> Callable[[F], F]:
