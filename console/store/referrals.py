@@ -82,7 +82,6 @@ from .search import (
     posts_clause,
     rows_where,
     serves,
-    short_queries,
     sites_of,
     traveller_of,
     unindexed,
@@ -202,7 +201,6 @@ def queue(
     state = parse_choice(state, "state", STATES)
     cursor = parse_cursor(after)
     limit = limit_of(limit)
-    short_queries(conn)
     if state == "escalated":
         return _escalations(conn, posts, site, cursor, limit)
     parts = []

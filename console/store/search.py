@@ -336,14 +336,6 @@ def by_post(sites: frozenset[str] | None) -> bool:
     return sites is not None and len(sites) <= FEW_POSTS
 
 
-def short_queries(conn: Connection) -> None:
-    """PostgreSQL: no JIT compilation for the rest of this transaction. The listings' row
-    estimates (a correlated subquery per row, a LIMIT that stops early) look expensive to the
-    planner, which then spends ~150 ms compiling a query that runs in 5."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
-
-
 def posts_clause(column: Any, sites: frozenset[str] | None) -> ColumnElement[bool]:
     """*column* (a site) is one of *sites* (None: any; empty: none)."""
     if sites is None:
@@ -610,7 +602,6 @@ def search_crossings(
     """The crossings at *posts* that *query* finds, newest first; see the module docstring."""
     cursor = parse_cursor(after)
     limit = limit_of(limit)
-    short_queries(conn)
     c = crossings.c
     sites = sites_of(posts, query.site)
     # One index leads (see FEW_POSTS): the document's, the name's hits, the post's or time.
