@@ -25,7 +25,8 @@ import benchmarks  # noqa: E402  (needs the path above)
 
 
 def discover() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    """The benchmarks: every module of the package but helpers (named with a leading _)."""
+    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name[0] != "_")
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ as text the same way on both backends, and ``time`` is always the kiosk's own, n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -97,6 +97,17 @@ class RecordTable:
     def row(self, record: Record, received_at: str) -> dict[str, Any]:
         values = {name: get(record) for name, get in self.fields.items()}
         return {"id": record.id, **values, "received_at": received_at, "payload": record.text}
+
+    def columns(self, records: Collection[Record], received_at: str) -> dict[str, list[Any]]:
+        """The rows of *records* as one list per column (what :meth:`row` gives, transposed),
+        for a statement that takes one array per column."""
+        values = {name: [get(record) for record in records] for name, get in self.fields.items()}
+        return {
+            "id": [record.id for record in records],
+            **values,
+            "received_at": [received_at] * len(records),
+            "payload": [record.text for record in records],
+        }
 
 
 def _record_table(
