@@ -124,6 +124,10 @@ class PostgresServer:
     *directory* is where the temporary directory is made (default: the system's temp dir); under
     root the ``postgres`` user must be able to reach it, which ``/tmp`` allows.
 
+    *cluster* instead keeps the cluster in that directory across runs (a benchmark's database
+    made once and reused): ``start()`` initialises it only when it holds no cluster yet, its
+    password is kept there (``password``, mode 0600), and ``stop()`` never deletes it.
+
     The server must be started and stopped from the same thread: the parent-death signal that
     stops it if we die fires when the *thread* that started it exits.
     """
@@ -136,6 +140,7 @@ class PostgresServer:
         settings: dict[str, str] | None = None,
         port: int | None = None,
         directory: Path | str | None = None,
+        cluster: Path | str | None = None,
     ) -> None:
         self.bin_dir = Path(bin_dir) if bin_dir is not None else find_bin_dir()
         if missing := _missing_binaries(self.bin_dir):
@@ -149,9 +154,12 @@ class PostgresServer:
         self.port = port or 0
         self._fixed_port = port is not None
         self._parent = Path(directory) if directory is not None else None
+        self._cluster = Path(cluster).resolve() if cluster is not None else None
         self.user = SUPERUSER
         # token_urlsafe: letters, digits, '-' and '_', so the password never needs URL quoting.
         self.password = secrets.token_urlsafe(24)
+        if self._cluster is not None and (self._cluster / "password").is_file():
+            self.password = (self._cluster / "password").read_text().strip()
         self.directory: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_handle: BinaryIO | None = None
@@ -232,7 +240,8 @@ class PostgresServer:
             return
         try:
             self._make_directory()
-            self._initdb()
+            if not (self.data_directory / "PG_VERSION").is_file():
+                self._initdb()
             # A free port can be taken by someone else between our probe and the server's bind;
             # then pick another (unless the caller fixed the port).
             for attempt in itertools.count(1):
@@ -270,7 +279,7 @@ class PostgresServer:
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
-        if self.directory is not None and not keep:
+        if self.directory is not None and not keep and self._cluster is None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
 
@@ -328,7 +337,12 @@ class PostgresServer:
     def _make_directory(self) -> None:
         # mkdtemp makes it 0700; under root it is handed to the postgres user, who must own the
         # data directory (the server checks) and the socket directory.
-        self.directory = Path(tempfile.mkdtemp(prefix="borderlane-pg-", dir=self._parent))
+        if self._cluster is not None:
+            self._cluster.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._cluster.chmod(0o700)
+            self.directory = self._cluster
+        else:
+            self.directory = Path(tempfile.mkdtemp(prefix="borderlane-pg-", dir=self._parent))
         if self._run_as is not None:
             os.chown(self.directory, self._run_as.pw_uid, self._run_as.pw_gid)
 
@@ -390,7 +404,8 @@ class PostgresServer:
                 timeout=120,
             )
         finally:
-            password_file.unlink(missing_ok=True)
+            if self._cluster is None:  # a kept cluster keeps its password for the next run
+                password_file.unlink(missing_ok=True)
         if result.returncode != 0:
             raise PostgresError(
                 f"initdb failed with {result.returncode}: {_tail(result.stdout + result.stderr)}"
