@@ -47,7 +47,7 @@ from mqtt_schemas.watchlist import ACTIONS, STATUSES
 
 __all__ = ["INDEX_FORMAT", "StoreError", "WatchlistStore", "birth_year", "date_number"]
 
-INDEX_FORMAT = 5
+INDEX_FORMAT = 6
 """Bumped whenever normalization or keys change: an older store must be re-indexed."""
 
 _SCHEMA = """
