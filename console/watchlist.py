@@ -267,6 +267,19 @@ class WatchlistHistory:
         found = self._scalar(select(column).where(versions.c.version == version))
         return int(found or 0)
 
+    def holds(self, step: Step, changes_sha256: str) -> bool:
+        """Whether the chunks of *step* are stored and sign *changes_sha256* (what a kiosk
+        resuming an apply has)."""
+        if not self.chunk_count(step):
+            return False
+        kind, version = step
+        if kind == "snapshot":
+            found = self._scalar(
+                select(versions.c.snapshot_sha256).where(versions.c.version == version)
+            )
+            return found == changes_sha256
+        return self.chunk(step, 0).get("changes_sha256") == changes_sha256
+
     def chunk(self, step: Step, index: int) -> dict[str, Any]:
         """One stored signed chunk (read one at a time: a snapshot may be hundreds of MiB)."""
         kind, version = step
@@ -476,25 +489,37 @@ async def send_steps(
     node_id: str,
     steps: list[Step],
     for_device: str | None = None,
+    *,
+    start: int = 0,
+    window: int | None = None,
 ) -> int:
     """Publish the stored chunks of *steps* in order (QoS 1): on the fleet deltas topic, or on
-    *for_device*'s own with ``for_device`` set. Returns how many chunks were sent."""
+    *for_device*'s own with ``for_device`` set. Returns how many chunks were sent.
+
+    With *window* (a ``watchlist-catchup@2`` answer) only the first step is sent, from chunk
+    *start*, at most *window* chunks: the kiosk asks for the next window as it applies them.
+    """
     run = history.call
+    if window is not None:
+        steps = steps[:1]
     counts = [await run(history.chunk_count, step) for step in steps]
-    seqs = iter(await run(history.reserve_seqs, node_id, sum(counts)))
+    ranges = [range(count) for count in counts]
+    if window is not None and ranges:
+        ranges[0] = range(min(start, counts[0]), min(start + window, counts[0]))
+    seqs = iter(await run(history.reserve_seqs, node_id, sum(len(r) for r in ranges)))
     if for_device is None:
         topic = topics.fleet_topic("watchlist/deltas")
     else:
         topic = topics.device_topic(for_device, "watchlist/deltas")
     clock = clock_state()
-    for step, count in zip(steps, counts, strict=True):
-        for index in range(count):
+    for step, indices in zip(steps, ranges, strict=True):
+        for index in indices:
             chunk = await run(history.chunk, step, index)
             chunk.update(id=uuid7(), device_id=node_id, seq=next(seqs), time=utc_now(), clock=clock)
             if for_device is not None:
                 chunk["for_device"] = for_device
             await mqtt.publish(topic, _json(chunk).encode(), qos=1)
-    return sum(counts)
+    return sum(len(r) for r in ranges)
 
 
 async def publish_manifest(
@@ -627,6 +652,33 @@ class CatchupResponder:
             log.warning("ignored a catch-up on %s sent as %s", topic, request["device_id"])
             return 0
         have, want = request["have_version"], request["want"]
+        window, resume = request.get("window"), request.get("resume")
+        if resume is not None:
+            step: Step = (resume["kind"], resume["to_version"])
+            if await self.history.call(self.history.holds, step, resume["changes_sha256"]):
+                sent = await send_steps(
+                    mqtt,
+                    self.history,
+                    self.node_id,
+                    [step],
+                    device_id,
+                    start=resume["from_chunk"],
+                    window=window,
+                )
+                log.info(
+                    "catch-up of %s (%s): %s %d from chunk %d: sent %d chunks",
+                    device_id,
+                    request["reason"],
+                    *step,
+                    resume["from_chunk"] + 1,
+                    sent,
+                )
+                return sent
+            log.info(
+                "catch-up of %s: %s %d is no longer kept as the kiosk has it; starting over",
+                device_id,
+                *step,
+            )
         steps = await self.history.call(self.history.plan, have, want)
         if steps is None and self.publisher is not None:
             await self.history.call(self.publisher.snapshot)
@@ -640,7 +692,7 @@ class CatchupResponder:
                 "nothing newer to send" if steps == [] else "no snapshot newer than it is stored",
             )
             return 0
-        sent = await send_steps(mqtt, self.history, self.node_id, steps, device_id)
+        sent = await send_steps(mqtt, self.history, self.node_id, steps, device_id, window=window)
         self.answered += 1
         log.info(
             "catch-up of %s from version %d (%s, %s): sent %s in %d chunks",

@@ -75,6 +75,7 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "MAX_CHUNK_CHANGES",
     "UNSIGNED_FIELDS",
+    "ChunkStream",
     "Delta",
     "WatchlistError",
     "assemble",
@@ -781,6 +782,110 @@ def verify_delta(chunks: Sequence[Any], trusted: Mapping[str, Ed25519PublicKey])
         raise WatchlistError("empty", "no chunks")
     encodings = [_verify(chunk, trusted) for chunk in chunks]
     return assemble(chunks, encodings)
+
+
+class ChunkStream:
+    """The chunks of one delta or snapshot verified one at a time, in order, as they stream.
+
+    What :func:`verify_delta` checks of a whole delta, without ever holding it: each chunk's
+    signature (:func:`verify_chunk`), that it belongs to the same delta as the first one
+    (``mixed``), that it is the next one (``duplicate`` for one already taken, ``reordered``
+    for one ahead), its changes (``bad-entry``; a snapshot holds adds only), and at the end
+    (:meth:`finish`) that all ``chunk_count`` were taken (``truncated``) and that the changes
+    hash to the ``changes_sha256`` every chunk signs (``digest-mismatch``). Memory is one
+    chunk and a running SHA-256, whatever the size of the delta::
+
+        stream = ChunkStream(trusted)
+        for chunk in chunks:                  # as they arrive, in chunk_index order
+            for change in stream.take(chunk):
+                apply(change)                 # in one transaction, rolled back on any error
+        stream.finish()                       # raises unless the whole digest matches
+
+    A change may only be used once :meth:`take` has returned (the chunk's signature is checked
+    before its changes are looked at); nothing is final before :meth:`finish`.
+    """
+
+    IDENTITY = ("kind", "from_version", "to_version", "chunk_count", "changes_sha256")
+
+    def __init__(self, trusted: Mapping[str, Ed25519PublicKey]) -> None:
+        self.trusted = trusted
+        self.identity: tuple[Any, ...] | None = None
+        self.next_index = 0
+        self.changes = 0
+        self.key_ids: set[str] = set()
+        self._digest = hashlib.sha256()
+
+    @property
+    def kind(self) -> str | None:
+        return None if self.identity is None else self.identity[0]
+
+    @property
+    def chunk_count(self) -> int | None:
+        return None if self.identity is None else self.identity[3]
+
+    @property
+    def done(self) -> bool:
+        """Whether every chunk has been taken (then :meth:`finish` checks the digest)."""
+        return self.identity is not None and self.next_index == self.identity[3]
+
+    def belongs(self, chunk: Mapping[str, Any]) -> bool:
+        """Whether *chunk* claims to be part of this delta (its signature not yet checked)."""
+        return self.identity is None or self.identity == tuple(
+            chunk.get(field) for field in self.IDENTITY
+        )
+
+    def take(self, chunk: Any) -> list[dict[str, Any]]:
+        """Verify *chunk* as the next one; return its changes, checked, in order."""
+        lines = _verify(chunk, self.trusted)
+        count = chunk["chunk_count"]
+        where = f"chunk {chunk['chunk_index'] + 1} of {count}"
+        if self.identity is None:
+            self.identity = tuple(chunk.get(field) for field in self.IDENTITY)
+        elif not self.belongs(chunk):
+            raise WatchlistError(
+                "mixed",
+                f"{where} belongs to another delta "
+                "(kind, versions, chunk count or changes digest differ)",
+            )
+        index = chunk["chunk_index"]
+        if index < self.next_index:
+            raise WatchlistError("duplicate", f"{where} was already taken")
+        if index > self.next_index:
+            raise WatchlistError(
+                "reordered",
+                f"{where} came where chunk {self.next_index + 1} belongs: "
+                "chunks are applied in their signed order",
+            )
+        snapshot = chunk["kind"] == "snapshot"
+        changes = chunk["changes"]
+        for position, change in enumerate(changes):
+            place = f"chunk {index + 1}, change {self.changes + position + 1}"
+            check_change(change, place)
+            if snapshot and change["op"] != "add":
+                raise WatchlistError("bad-chunk", f"{place}: a snapshot holds adds only")
+        for line in lines:
+            self._digest.update(line)
+            self._digest.update(b"\n")
+        self.changes += len(changes)
+        self.next_index += 1
+        self.key_ids.add(chunk["key_id"])
+        return changes
+
+    def finish(self) -> str:
+        """Check that the delta is whole and its digest right; return the digest."""
+        if self.identity is None:
+            raise WatchlistError("empty", "no chunks")
+        count, expected = self.identity[3], self.identity[4]
+        if self.next_index != count:
+            raise WatchlistError(
+                "truncated", f"{self.next_index} of {count} chunks: the rest are missing"
+            )
+        if self._digest.hexdigest() != expected:
+            raise WatchlistError(
+                "digest-mismatch",
+                "the changes do not hash to the changes_sha256 every chunk signs",
+            )
+        return expected
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,12 @@ async def test_a_fresh_kiosk_gets_the_snapshot_then_a_published_delta_finds_the_
         async with kiosk(uplink_broker, tmp_path) as k:
             # Version 0 at connect: the manifest makes it ask for a snapshot.
             await until(lambda: k.sync.version == 1)
-            assert k.sync.asked[0] == {"have_version": 0, "want": "snapshot", "reason": "startup"}
+            assert k.sync.asked[0] == {
+                "have_version": 0,
+                "want": "snapshot",
+                "reason": "startup",
+                "window": 4,
+            }
             assert [r.kind for r in k.applied] == ["snapshot"]
             assert store_entries(k.store_path) == as_set(V1)
             assert k.screen("p-ortega") == []
@@ -314,7 +319,11 @@ async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(
         async with kiosk(uplink_broker, tmp_path) as k:
             # Reconnect: the retained manifest says 3; the kiosk at 1 asks, gets both deltas.
             await until(lambda: k.sync.version == 3)
-            assert k.sync.asked == [{"have_version": 1, "want": "auto", "reason": "startup"}]
+            # One window of one step per answer: after delta 1 -> 2 it asks for what follows.
+            assert k.sync.asked == [
+                {"have_version": 1, "want": "auto", "reason": "startup", "window": 4},
+                {"have_version": 2, "want": "auto", "reason": "continue", "window": 4},
+            ]
             assert [r.describe().split(":")[0] for r in k.applied] == [
                 "applied delta 1 -> 2",
                 "applied delta 2 -> 3",
@@ -392,13 +401,18 @@ async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(
             await send_steps(console.mqtt, console.history, NODE, [("delta", 3)])
 
             await until(lambda: k.sync.version == 3)
-            assert k.sync.asked[-1] == {"have_version": 1, "want": "delta", "reason": "gap"}
+            assert k.sync.asked[-1] == {
+                "have_version": 1,
+                "want": "delta",
+                "reason": "gap",
+                "window": 4,
+            }
             assert store_entries(k.store_path) == as_set(V3)
             assert _staged(k) == []
 
 
 @pytest.mark.asyncio
-async def test_a_multi_chunk_delta_is_staged_and_applied_only_when_complete(
+async def test_a_multi_chunk_delta_applies_chunk_by_chunk_and_commits_only_when_complete(
     uplink_broker, tmp_path, console_db
 ):
     async with console_side(uplink_broker, console_db, max_changes=2) as console:
@@ -414,17 +428,19 @@ async def test_a_multi_chunk_delta_is_staged_and_applied_only_when_complete(
                 for index in range(count)
             ]
 
-            await console.send_chunk(chunks[2])  # any order
-            await console.send_chunk(chunks[0])
+            await console.send_chunk(chunks[2])  # any order: ahead of its turn, it is staged
+            await console.send_chunk(chunks[0])  # applied at once, not committed
             await console.send_chunk(chunks[0])  # a redelivery is harmless
-            await until(lambda: [row[1:] for row in _staged(k)] == [(2, 3)])
+            await until(lambda: k.sync.applying == "delta 1 -> 2: chunk 2 of 3")
+            assert [row[1:] for row in _staged(k)] == [(1, 3)], "only chunk 3 waits"
             await asyncio.sleep(0.2)
-            assert k.sync.version == 1 and k.screen("p-novak") == []
+            assert k.sync.version == 1 and k.screen("p-novak") == [], "the lane sees version 1"
 
             await console.send_chunk(chunks[1])
             await until(lambda: k.sync.version == 2)
             assert store_entries(k.store_path) == as_set(bigger)
             assert _staged(k) == [], "the staging is dropped once applied"
+            assert k.sync.applying is None
 
 
 @pytest.mark.asyncio
@@ -435,7 +451,7 @@ async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path, 
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 2)
             asked = await k.sync.resync()
-            assert asked == {"have_version": 2, "want": "snapshot", "reason": "resync"}
+            assert asked == {"have_version": 2, "want": "snapshot", "reason": "resync", "window": 4}
             # The latest snapshot is of version 1, older than the kiosk: one of 2 is made.
             await until(lambda: k.applied[-1].kind == "snapshot")
             assert k.applied[-1].to_version == 2
@@ -592,7 +608,10 @@ async def test_the_sync_asks_for_a_snapshot_through_its_transport_and_applies_th
         }
         await transport.deliver("fleet", "watchlist/manifest", manifest(1))
         assert transport.published == [
-            ("watchlist/catchup", {"have_version": 0, "want": "snapshot", "reason": "startup"})
+            (
+                "watchlist/catchup",
+                {"have_version": 0, "want": "snapshot", "reason": "startup", "window": 4},
+            )
         ]
         assert sync.component()["state"] == "down"  # no list yet: travellers are referred
 
@@ -620,5 +639,10 @@ async def test_offline_the_sync_asks_nothing_it_cannot_send_and_resync_says_so(t
         assert sync.asked == [] and sync.version == 0, "nothing counted as asked, nothing lost"
 
         transport.online = True
-        assert await sync.resync() == {"have_version": 0, "want": "snapshot", "reason": "resync"}
+        assert await sync.resync() == {
+            "have_version": 0,
+            "want": "snapshot",
+            "reason": "resync",
+            "window": 4,
+        }
         assert sync.asked == [transport.published[-1][1]]

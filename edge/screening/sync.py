@@ -58,7 +58,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -67,7 +67,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mqtt_schemas.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError, verify_chunk
 
-from .delta import ApplyResult, DeltaRejected, apply_chunks
+from .delta import ApplyResult, DeltaRejected, StreamApply
 from .store import WatchlistStore
 from .transport import Offline, Transport
 
@@ -76,7 +76,7 @@ __all__ = ["SyncSettings", "WatchlistSync"]
 log = logging.getLogger("edge.watchlist.sync")
 T = TypeVar("T")
 
-Reason = Literal["gap", "restore", "resync", "startup"]
+Reason = Literal["gap", "restore", "resync", "startup", "continue", "retry"]
 Want = Literal["delta", "snapshot", "auto"]
 
 QUIET_REJECTIONS = frozenset({"replay", "older"})
@@ -91,14 +91,22 @@ class SyncSettings:
     """One version behind, how long to wait for the broadcast delta before asking for it."""
     retry_s: float = 120.0
     """While behind the manifest, ask again this often (a catch-up or its answer was lost)."""
-    staging_max_bytes: int = 384 * 1024 * 1024
-    """Staged chunk bytes at most: a full snapshot of ~1M persons, with room to spare."""
+    staging_max_bytes: int = 64 * 1024 * 1024
+    """Staged chunk bytes at most. Chunks are applied as they come; only those that arrive
+    ahead of their turn wait here (a redelivery out of order, the deltas after a snapshot
+    being applied), so a snapshot of any size needs none of it."""
     staging_expiry_s: float = 6 * 3600.0
-    """A partial delta whose last chunk came longer ago than this is dropped."""
+    """A partial delta whose last chunk came longer ago than this is dropped, and an apply
+    under way that long without a chunk is rolled back."""
+    window_chunks: int = 4
+    """Chunks a catch-up answer may send at once (``window``): the kiosk asks for the next
+    window as it applies, so a snapshot of any size never queues up in its memory."""
 
     def __post_init__(self) -> None:
         if self.delta_grace_s <= 0 or self.retry_s <= 0 or self.staging_expiry_s <= 0:
             raise ValueError("delta_grace_s, retry_s and staging_expiry_s must be positive")
+        if not 1 <= self.window_chunks <= 1000:
+            raise ValueError("window_chunks must be 1 to 1000")
         if self.staging_max_bytes < 1 << 20:
             raise ValueError("staging_max_bytes must be at least 1 MiB (one chunk)")
 
@@ -291,6 +299,33 @@ class ChunkStaging:
             )
         ]
 
+    def has(self, key: str, index: int) -> bool:
+        return (
+            self.connection.execute(
+                "SELECT 1 FROM staged_chunks WHERE key = ? AND chunk_index = ?", (key, index)
+            ).fetchone()
+            is not None
+        )
+
+    def take(self, key: str, index: int) -> dict[str, Any] | None:
+        """Remove and return the staged chunk *index* of *key* (``None`` if not staged)."""
+        db = self.connection
+        row = db.execute(
+            "SELECT body FROM staged_chunks WHERE key = ? AND chunk_index = ?", (key, index)
+        ).fetchone()
+        if row is None:
+            return None
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "DELETE FROM staged_chunks WHERE key = ? AND chunk_index = ?", (key, index)
+        )
+        db.execute(
+            "UPDATE staged SET received = received - 1, bytes = bytes - ? WHERE key = ?",
+            (len(row[0]), key),
+        )
+        db.execute("COMMIT")
+        return json.loads(row[0])
+
     def drop(self, key: str) -> None:
         self.connection.execute("BEGIN IMMEDIATE")
         self._delete(key)
@@ -311,23 +346,37 @@ def _describe_key(key: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Arrival:
-    """What staging one chunk came to (computed in the sync thread)."""
+class _Progress:
+    """Where the delta or snapshot being applied stands (computed in the sync thread)."""
 
-    outcome: Literal["staged", "obsolete", "rejected", "full"]
-    staged: Staged | None = None
-    reason: str = ""
-    message: str = ""
-    version: int = 0
+    key: str
+    kind: str
+    to_version: int
+    changes_sha256: str
+    next_index: int
+    chunk_count: int
+    direct: bool
+    """Its chunks come as a catch-up answer to this kiosk (so it asks for the next window)."""
+
+    def describe(self) -> str:
+        return _describe_key(self.key)
 
 
-@dataclass(frozen=True)
-class _Applied:
-    staged: Staged
-    result: ApplyResult | None = None
-    rejected: DeltaRejected | None = None
+@dataclass
+class _Outcome:
+    """What one chunk (or a manifest, or a timer) came to in the sync thread."""
+
     version: int = 0
     applied_at: str | None = None
+    applied: list[ApplyResult] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """``(reason, message)`` of chunks refused (the stream, if any, goes on)."""
+    aborted: list[tuple[str, str]] = field(default_factory=list)
+    """``(reason, message)`` of applies rolled back (bad chunk k, digest, store, stall)."""
+    obsolete: bool = False
+    full: str = ""
+    gap: bool = False
+    progress: _Progress | None = None
 
 
 class WatchlistSync:
@@ -361,6 +410,9 @@ class WatchlistSync:
             self._applied_at = store.applied_at
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="watchlist")
         self._staging: ChunkStaging | None = None  # opened in the thread, used only there
+        self._stream: StreamApply | None = None  # the apply under way, in the thread only
+        self._stream_key: str | None = None
+        self._stream_direct = False
         self._transport: Transport | None = None
         self._lock = asyncio.Lock()
         self._manifest: dict[str, Any] | None = None
@@ -368,6 +420,9 @@ class WatchlistSync:
         self._behind_since: float | None = None
         self._snapshot_wanted = False
         self._last_ask: tuple[float, int] | None = None
+        self._progress: _Progress | None = None
+        self._progress_at = 0.0
+        self._asked_upto: dict[str, int] = {}
         self._timer: asyncio.Task[None] | None = None
         self._fault: str | None = None
         self._state: tuple[str, str] = ("starting", "")
@@ -389,12 +444,13 @@ class WatchlistSync:
         transport.subscribe("watchlist/deltas", self._on_chunk, scope="device")
 
     async def close(self) -> None:
-        """Stop the retry timer and release the staging file (the store is not held open)."""
+        """Stop the retry timer, roll back an apply under way (it is asked for again after a
+        restart) and release the staging file."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
-        await self._run(self._close_staging)
+        await self._run(self._close_thread)
         self._thread.shutdown(wait=True)
 
     async def __aenter__(self) -> WatchlistSync:
@@ -409,6 +465,14 @@ class WatchlistSync:
     def version(self) -> int:
         """The version the store holds (as of the last apply or manifest)."""
         return self._version
+
+    @property
+    def applying(self) -> str | None:
+        """What is being applied, e.g. ``snapshot of version 9: chunk 40 of 212``, or None."""
+        progress = self._progress
+        if progress is None:
+            return None
+        return f"{progress.describe()}: chunk {progress.next_index + 1} of {progress.chunk_count}"
 
     async def resync(self) -> dict[str, Any]:
         """Ask the console for a fresh snapshot (the ``watchlist-resync`` command).
@@ -470,8 +534,8 @@ class WatchlistSync:
     async def _on_manifest(self, manifest: dict[str, Any]) -> None:
         async with self._lock:
             self._manifest = manifest
-            self._version, self._applied_at = await self._run(self._read_store)
-            await self._apply_ready()
+            outcome = await self._run(self._advance_only)
+            await self._handle(outcome)
             if not self._check_latest():
                 await self._ask_if_behind()
 
@@ -493,10 +557,18 @@ class WatchlistSync:
             else:
                 self._latest_at = time.monotonic()
             self._behind_since = None
-            self._cancel_timer()
+            if self._progress is None:
+                self._cancel_timer()
             self._update_state()
             return True
         return False
+
+    def _streaming(self) -> bool:
+        """Whether an apply is under way and its chunks still come (lock held)."""
+        return (
+            self._progress is not None
+            and time.monotonic() - self._progress_at < self.settings.retry_s
+        )
 
     async def _ask_if_behind(self) -> None:
         """After a manifest: wait for the broadcast delta, or ask for a catch-up (lock held)."""
@@ -506,7 +578,9 @@ class WatchlistSync:
         if self._behind_since is None:
             self._behind_since = time.monotonic()
         delta = manifest.get("delta")
-        if version > 0 and latest == version + 1 and delta and delta["from_version"] == version:
+        if self._streaming():
+            self._arm(self.settings.retry_s)  # its chunks are coming: do not ask it again
+        elif version > 0 and latest == version + 1 and delta and delta["from_version"] == version:
             # The broadcast delta is normally published just before the manifest.
             self._arm(self.settings.delta_grace_s)
         else:
@@ -526,11 +600,23 @@ class WatchlistSync:
     async def _still_behind(self, delay: float) -> None:
         await asyncio.sleep(delay)
         async with self._lock:
+            self._timer = None
+            progress = self._progress
+            if progress is not None:
+                idle = time.monotonic() - self._progress_at
+                if idle >= self.settings.staging_expiry_s:
+                    outcome = await self._run(self._abandon, "stalled")
+                    await self._handle(outcome)
+                elif idle >= self.settings.retry_s:
+                    # Its next chunk was lost (or the request for it): ask for it again.
+                    await self._ask_window(progress, progress.next_index, reason="retry")
+                if self._progress is not None:
+                    self._arm(self.settings.retry_s)
+                    return
             manifest = self._manifest
             if manifest is None or self._version >= manifest["version"]:
                 return
-            await self._ask("startup", "auto")
-            self._timer = None
+            await self._ask("startup", "snapshot" if self._version == 0 else "auto")
             self._arm(self.settings.retry_s)
 
     # -- chunks ---------------------------------------------------------------------------
@@ -541,73 +627,106 @@ class WatchlistSync:
             log.info("watchlist: ignored a chunk addressed to another kiosk")
             return
         async with self._lock:
-            arrival = await self._run(self._stage, chunk)
-            self._version = arrival.version
-            if arrival.outcome == "rejected":
-                self._refused(arrival.reason, arrival.message)
-                return
-            if arrival.outcome == "obsolete":
+            outcome = await self._run(self._receive, chunk)
+            await self._handle(outcome)
+            if outcome.obsolete:
                 log.debug("watchlist: ignored a chunk of an applied version (duplicate or replay)")
-                return
-            if arrival.outcome == "full":
-                log.warning("watchlist: chunk not staged: %s", arrival.message)
-                return
-            staged = arrival.staged
-            assert staged is not None
-            if staged.kind == "delta" and staged.from_version > self._version:
+            if outcome.full:
+                log.warning("watchlist: chunk not staged: %s", outcome.full)
+            if outcome.gap:
                 await self._ask("gap", "delta", throttle=True)
-            if staged.complete:
-                await self._apply_ready()
+            if outcome.applied or outcome.aborted:
                 # Only the manifest (and the retry timer) ask when merely behind: a catch-up
-                # answer of several deltas must not ask again after each one.
-                self._check_latest()
+                # answer of several deltas must not ask again after each one. An answer of
+                # one window of one step is followed by the next step's ask, though.
+                latest = self._check_latest()
+                if not latest and self._progress is None and self._manifest is not None:
+                    if outcome.aborted:
+                        await self._ask("retry", "snapshot" if self._version == 0 else "auto")
+                    elif chunk.get("for_device") == self.device_id:
+                        await self._ask("continue", "auto")
+                    self._arm(self.settings.retry_s)
 
-    def _refused(self, reason: str, message: str) -> None:
-        if reason in QUIET_REJECTIONS:
-            log.info("watchlist: %s", message)
-            return
-        log.warning("watchlist: refused (%s): %s", reason, message)
-        self._fault = f"refused a watchlist chunk ({reason}): {message}"
-        self._update_state()
-
-    async def _apply_ready(self) -> None:
-        """Apply every complete staged delta that follows the store's version (lock held)."""
-        while True:
-            applied = await self._run(self._apply_next)
-            if applied is None:
-                return
-            self._version, self._applied_at = applied.version, applied.applied_at
-            rejected = applied.rejected
-            if rejected is not None:
-                what = applied.staged.describe()
-                if rejected.reason == "gap":
-                    await self._ask("gap", "delta", throttle=True)
-                elif rejected.reason == "diverged":
-                    log.warning("watchlist: %s", rejected)
-                    self._snapshot_wanted = True
-                    await self._ask("restore", "snapshot")
-                else:
-                    self._refused(rejected.reason, f"{what}: {rejected}")
-                continue
-            result = applied.result
-            assert result is not None
+    async def _handle(self, outcome: _Outcome) -> None:
+        """Take in what the thread did: versions, refusals, applies, progress (lock held)."""
+        self._version, self._applied_at = outcome.version, outcome.applied_at
+        for reason, message in outcome.refused:
+            self._refused(reason, message)
+        for reason, message in outcome.aborted:
+            if reason == "diverged":
+                log.warning("watchlist: %s", message)
+                self._snapshot_wanted = True
+                await self._ask("restore", "snapshot")
+            else:
+                self._refused(reason, message, rolled_back=True)
+        for result in outcome.applied:
             log.info("watchlist: %s", result.describe())
             self._fault = None
             if result.kind == "snapshot":
                 self._snapshot_wanted = False
+            self._asked_upto.clear()
             self._check_latest()  # before anything else can observe the new version
             if self.on_applied is not None:
                 try:
                     self.on_applied(result)
                 except Exception:
                     log.exception("watchlist: the on_applied callback failed")
+        progress = outcome.progress
+        if progress is not None and progress != self._progress:
+            self._progress_at = time.monotonic()
+        self._progress = progress
+        if progress is not None:
+            if self._timer is None:
+                self._arm(self.settings.retry_s)
+            if progress.direct:
+                window = self.settings.window_chunks
+                upto = self._asked_upto.setdefault(progress.key, window)
+                if upto < progress.chunk_count and progress.next_index >= upto - window // 2:
+                    await self._ask_window(progress, upto, reason="continue")
+
+    def _refused(self, reason: str, message: str, *, rolled_back: bool = False) -> None:
+        if reason in QUIET_REJECTIONS:
+            log.info("watchlist: %s", message)
+            return
+        if rolled_back:
+            log.warning("watchlist: rolled back (%s): %s", reason, message)
+            self._fault = f"rolled back a watchlist apply ({reason}): {message}"
+        else:
+            log.warning("watchlist: refused (%s): %s", reason, message)
+            self._fault = f"refused a watchlist chunk ({reason}): {message}"
+        self._update_state()
 
     # -- asking for a catch-up ------------------------------------------------------------
 
+    async def _ask_window(self, progress: _Progress, start: int, *, reason: Reason) -> None:
+        """Ask for the next window of the apply under way, from chunk *start* (lock held)."""
+        resume = {
+            "kind": progress.kind,
+            "to_version": progress.to_version,
+            "changes_sha256": progress.changes_sha256,
+            "from_chunk": start,
+        }
+        body = await self._ask(reason, "auto", resume=resume)
+        if self.asked and self.asked[-1] is body:
+            self._asked_upto[progress.key] = start + self.settings.window_chunks
+
     async def _ask(
-        self, reason: Reason, want: Want, *, throttle: bool = False, raise_offline: bool = False
+        self,
+        reason: Reason,
+        want: Want,
+        *,
+        throttle: bool = False,
+        raise_offline: bool = False,
+        resume: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {"have_version": self._version, "want": want, "reason": reason}
+        body: dict[str, Any] = {
+            "have_version": self._version,
+            "want": want,
+            "reason": reason,
+            "window": self.settings.window_chunks,
+        }
+        if resume is not None:
+            body["resume"] = resume
         now = time.monotonic()
         if throttle and self._last_ask is not None:
             at, version = self._last_ask
@@ -625,7 +744,15 @@ class WatchlistSync:
             return body
         self._last_ask = (now, self._version)
         self.asked = [*self.asked[-99:], body]
-        log.info("watchlist: asked for a catch-up from version %d (%s, %s)", *body.values())
+        log.info(
+            "watchlist: asked for a catch-up from version %d (%s, %s)%s",
+            self._version,
+            want,
+            reason,
+            f", {_describe_key_parts(resume)} from chunk {resume['from_chunk'] + 1}"
+            if resume
+            else "",
+        )
         return body
 
     # -- in the sync thread ---------------------------------------------------------------
@@ -643,59 +770,172 @@ class WatchlistSync:
             )
         return self._staging
 
-    def _close_staging(self) -> None:
+    def _close_thread(self) -> None:
+        if self._stream is not None:
+            log.info("watchlist: stopped while applying the %s; rolled back", self._describe())
+            self._end_stream()
         if self._staging is not None:
             self._staging.close()
             self._staging = None
 
+    def _describe(self) -> str:
+        return _describe_key(self._stream_key) if self._stream_key else "delta"
+
     def _read_store(self) -> tuple[int, str | None]:
+        stream = self._stream
+        if stream is not None:  # its own connection sees the version before the apply
+            return stream.store.version, stream.store.applied_at
         with WatchlistStore(self.store_path) as store:
             return store.version, store.applied_at
 
-    def _stage(self, chunk: dict[str, Any]) -> _Arrival:
-        version, _ = self._read_store()
+    def _outcome(self, outcome: _Outcome | None = None) -> _Outcome:
+        outcome = outcome or _Outcome()
+        outcome.version, outcome.applied_at = self._read_store()
+        stream, key = self._stream, self._stream_key
+        if stream is not None and key is not None and stream.header is not None:
+            kind, _, target, count, digest = key.split(":")
+            outcome.progress = _Progress(
+                key, kind, int(target), digest, stream.next_index, int(count), self._stream_direct
+            )
+        else:
+            outcome.progress = None
+        return outcome
+
+    def _advance_only(self) -> _Outcome:
+        outcome = _Outcome()
+        self._advance(outcome)
+        return self._outcome(outcome)
+
+    def _abandon(self, reason: str) -> _Outcome:
+        outcome = _Outcome()
+        if self._stream is not None:
+            what = self._describe()
+            self._end_stream()
+            outcome.aborted.append(
+                (reason, f"{what}: no chunk came for too long; nothing of it was applied")
+            )
+        return self._outcome(outcome)
+
+    def _receive(self, chunk: dict[str, Any]) -> _Outcome:
+        outcome = _Outcome()
+        direct = chunk.get("for_device") == self.device_id
+        stream = self._stream
+        index = chunk.get("chunk_index")
+        if stream is not None and stream.belongs(chunk) and index == stream.next_index:
+            self._feed(chunk, outcome)  # verifies it first; a bad one rolls the apply back
+            self._stream_direct = self._stream_direct or direct
+            self._advance(outcome)
+            return self._outcome(outcome)
         try:
             verify_chunk(chunk, self.trusted)
         except WatchlistError as exc:
-            return _Arrival("rejected", reason=exc.reason, message=str(exc), version=version)
-        if self._obsolete(chunk["kind"], chunk.get("from_version"), chunk["to_version"], version):
-            return _Arrival("obsolete", version=version)
-        try:
-            staged = self._stage_db().add(chunk)
-        except StagingFull as exc:
-            return _Arrival("full", message=str(exc), version=version)
-        return _Arrival("staged", staged, version=version)
+            outcome.refused.append((exc.reason, str(exc)))
+            return self._outcome(outcome)
+        version, _ = self._read_store()
+        kind, source, target = chunk["kind"], chunk.get("from_version"), chunk["to_version"]
+        if self._obsolete(kind, target, version) or (
+            stream is not None and stream.belongs(chunk) and index < stream.next_index
+        ):
+            outcome.obsolete = True
+            return self._outcome(outcome)
+        if stream is None and index == 0 and self._startable(kind, source, target, version):
+            self._start(staging_key(chunk), direct)
+            self._feed(chunk, outcome)
+        else:
+            if kind == "delta" and source > version and stream is None:
+                outcome.gap = True
+            try:
+                self._stage_db().add(chunk)
+            except StagingFull as exc:
+                outcome.full = str(exc)
+        self._advance(outcome)
+        return self._outcome(outcome)
 
-    def _obsolete(self, kind: str, source: int | None, target: int, version: int) -> bool:
+    def _obsolete(self, kind: str, target: int, version: int) -> bool:
         if kind == "snapshot":
             return target < version or (target == version and not self._snapshot_wanted)
         return target <= version
 
-    def _apply_next(self) -> _Applied | None:
-        staging = self._stage_db()
-        version, _ = self._read_store()
-        ready: Staged | None = None
-        for staged in staging.all():
-            if self._obsolete(staged.kind, staged.from_version, staged.to_version, version):
-                staging.drop(staged.key)
-            elif (
-                staged.complete
-                and ready is None
-                and (staged.kind == "snapshot" or staged.from_version == version)
-            ):
-                ready = staged
-        if ready is None:
-            return None
-        chunks = staging.chunks(ready.key)
-        with WatchlistStore(self.store_path) as store:
+    def _startable(self, kind: str, source: int | None, target: int, version: int) -> bool:
+        if kind == "snapshot":
+            return not self._obsolete(kind, target, version)
+        return source == version
+
+    def _start(self, key: str, direct: bool) -> None:
+        store = WatchlistStore(self.store_path)
+        self._stream = StreamApply(store, self.trusted)
+        self._stream_key = key
+        self._stream_direct = direct
+
+    def _end_stream(self) -> None:
+        stream, key = self._stream, self._stream_key
+        self._stream = self._stream_key = None
+        self._stream_direct = False
+        if stream is not None:
+            stream.abort()
+            stream.store.close()
+        if key is not None and self._staging is not None:
+            self._staging.drop(key)
+
+    def _feed(self, chunk: Mapping[str, Any], outcome: _Outcome) -> None:
+        stream = self._stream
+        assert stream is not None
+        what = self._describe()
+        try:
+            stream.feed(chunk)
+        except DeltaRejected as exc:
+            self._end_stream()
+            outcome.aborted.append((exc.reason, f"{what}: {exc}"))
+            return
+        except (sqlite3.Error, OSError) as exc:
+            self._end_stream()
+            outcome.aborted.append(("store-error", f"{what}: {type(exc).__name__}: {exc}"))
+            return
+        if stream.done:
             try:
-                result = apply_chunks(store, chunks, self.trusted)
+                result = stream.finish()
             except DeltaRejected as exc:
-                staging.drop(ready.key)
-                return _Applied(
-                    ready, rejected=exc, version=store.version, applied_at=store.applied_at
-                )
-            staging.drop(ready.key)
-            return _Applied(
-                ready, result=result, version=store.version, applied_at=store.applied_at
-            )
+                outcome.aborted.append((exc.reason, str(exc)))
+            except (sqlite3.Error, OSError) as exc:
+                outcome.aborted.append(("store-error", f"{what}: {type(exc).__name__}: {exc}"))
+            else:
+                outcome.applied.append(result)
+            self._end_stream()
+
+    def _advance(self, outcome: _Outcome) -> None:
+        """Apply what staging holds in order: the stream's next chunks, then whatever can
+        start from the store's version."""
+        staging = self._stage_db()
+        while True:
+            stream, key = self._stream, self._stream_key
+            if stream is not None and key is not None:
+                chunk = staging.take(key, stream.next_index)
+                if chunk is None:
+                    return
+                self._feed(chunk, outcome)
+                continue
+            version, _ = self._read_store()
+            start: Staged | None = None
+            for staged in staging.all():
+                if self._obsolete(staged.kind, staged.to_version, version):
+                    staging.drop(staged.key)
+                elif (
+                    start is None
+                    and self._startable(
+                        staged.kind, staged.from_version, staged.to_version, version
+                    )
+                    and staging.has(staged.key, 0)
+                ):
+                    start = staged
+            if start is None:
+                return
+            chunk = staging.take(start.key, 0)
+            assert chunk is not None
+            self._start(start.key, chunk.get("for_device") == self.device_id)
+            self._feed(chunk, outcome)
+
+
+def _describe_key_parts(resume: Mapping[str, Any]) -> str:
+    if resume["kind"] == "snapshot":
+        return f"snapshot of version {resume['to_version']}"
+    return f"delta {resume['to_version'] - 1} -> {resume['to_version']}"
