@@ -444,9 +444,13 @@ line would be, so both formats go through :func:`entry_from_record` alike.
 """
 
 
-def list_file_format(name: str | PurePath) -> str:
-    """``csv`` for a file named ``*.csv``, otherwise ``jsonl`` (standard input included)."""
-    return "csv" if PurePath(name).suffix.lower() == ".csv" else "jsonl"
+def list_file_format(name: str | PurePath, head: bytes = b"") -> str:
+    """The format of a list file from its name and first bytes: ``csv`` (``*.csv``),
+    ``un-xml`` (the UN consolidated list), ``ftm`` (FollowTheMoney entities) or ``jsonl``
+    (see :func:`mqtt_schemas.list_formats.sniff_format`)."""
+    from .list_formats import sniff_format  # here: list_formats imports this module
+
+    return sniff_format(head, str(name))
 
 
 def _csv_record(row: dict[str, str]) -> dict[str, Any]:
@@ -502,20 +506,25 @@ def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
             yield number, ValueError(f"not JSON ({exc})")
 
 
-def list_entries(stream: IO[bytes], source: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """``(kind, entry_id, entry)`` of every line of a list file, strictly.
+def list_entries(
+    stream: IO[bytes], source: str, fmt: str | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(kind, entry_id, entry)`` of every record of a list file, strictly.
 
-    For making a delta or a snapshot, which must be exact: the first bad line raises
-    :class:`WatchlistError` (``bad-line``) naming ``SOURCE:LINE``. *source* is the file's
-    name; its ending chooses the format (:func:`list_file_format`).
+    For making a delta or a snapshot, which must be exact: the first bad record raises
+    :class:`WatchlistError` (``bad-line``) naming ``SOURCE:LINE`` (or the XML element).
+    *source* is the file's name; *fmt* (``jsonl``, ``csv``, ``un-xml``, ``ftm``) is found
+    from the name and the first bytes when not given. Records that are not persons or
+    documents by design (organisations) are left out, as the importer leaves them out.
     """
-    for number, record in read_list_records(stream, list_file_format(source)):
-        if isinstance(record, Exception):
-            raise WatchlistError("bad-line", f"{source}:{number}: {record}")
-        try:
-            yield entry_from_record(record)
-        except WatchlistError as exc:
-            raise WatchlistError("bad-line", f"{source}:{number}: {exc}") from None
+    from .list_formats import open_list, read_list  # here: it imports this module
+
+    fmt, stream = open_list(stream, source, fmt)
+    for event in read_list(stream, source, fmt):
+        if event.error is not None:
+            raise WatchlistError("bad-line", str(event.error))
+        if event.entry is not None:
+            yield event.entry
 
 
 def read_changes(stream: IO[bytes], source: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from mqtt_schemas import TopicError
+from mqtt_schemas.list_formats import FORMATS
 from mqtt_schemas.watchlist import (
     KEY_ID,
     MAX_CHUNK_CHANGES,
@@ -25,7 +26,10 @@ from mqtt_schemas.watchlist import (
     diff,
     list_entries,
     load_private_key,
+    make_chunks,
+    sign_chunks,
     sign_file,
+    snapshot_changes,
     write_key_pair,
 )
 
@@ -58,6 +62,15 @@ _broker_options = broker_options(node_id_use="stamped on the watchlist messages 
 
 
 _db_option = db_option("the watchlist history lives there")
+
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="The list files' format: jsonl, csv, un-xml (the UN Security Council Consolidated "
+    "List), ftm (OpenSanctions / FollowTheMoney entities) [default: from each file's name "
+    "and first bytes].",
+)
 
 
 def _key_options(command: F) -> F:
@@ -110,6 +123,7 @@ def watchlist() -> None:
     help="Keep a snapshot of the new version [default: every 50 versions, or when due].",
 )
 @click.option("--max-changes", default=5000, show_default=True, type=click.IntRange(1, 5000))
+@_format_option
 @click.argument("list_file", metavar="LIST.jsonl", type=EXISTING_FILE)
 @_one_line_errors
 def publish_command(
@@ -120,12 +134,14 @@ def publish_command(
     node_id: str,
     snapshot: bool | None,
     max_changes: int,
+    fmt: str | None,
     list_file: Path,
 ) -> None:
     """Make LIST.jsonl the fleet's watchlist: the next version, signed, stored, broadcast.
 
     LIST holds the whole list, one entry per line (the kiosk's list-file format: JSON Lines,
-    or CSV when its name ends in .csv). The
+    or CSV when its name ends in .csv), or is the UN consolidated list (XML) or OpenSanctions
+    / FollowTheMoney entities (see 'watchlist diff --help'). The
     changes from the current version are signed as a delta (version 1 is a snapshot), stored
     for catch-ups, broadcast to every kiosk, and announced in the retained manifest. An
     unchanged list publishes nothing new.
@@ -137,7 +153,7 @@ def publish_command(
           --key console.key lists/national.jsonl
     """
     with list_file.open("rb") as handle:
-        entries = list(list_entries(handle, str(list_file)))
+        entries = list(list_entries(handle, str(list_file), fmt))
     history = WatchlistHistory(db)
     try:
         publisher = _publisher(history, signing_key, key_id, node_id, max_changes=max_changes)
@@ -273,20 +289,33 @@ def keygen_command(key_id: str | None, out: Path) -> None:
 @watchlist.command("diff")
 @click.argument("old", type=click.File("rb"))
 @click.argument("new", type=click.File("rb"))
+@_format_option
 @_OUTPUT
 @_one_line_errors
-def diff_command(old: IO[bytes], new: IO[bytes], output: IO[str]) -> None:
+def diff_command(old: IO[bytes], new: IO[bytes], fmt: str | None, output: IO[str]) -> None:
     """The changes from list OLD to list NEW, one JSON change per line (unsigned).
 
-    OLD and NEW are list files (JSON Lines, or CSV when named *.csv). Adds and updates come in
-    NEW's order, then removes. A bad line stops it, naming the file and line. Feed the result
-    to 'watchlist sign'.
+    \b
+    OLD and NEW are list files, each found from its name and first bytes (or as --format):
+      jsonl   our JSON Lines, one entry per line
+      csv     our CSV with a header row (*.csv)
+      un-xml  the UN Security Council Consolidated List (consolidated.xml): individuals
+              become persons un:REFERENCE_NUMBER and their documents; entities
+              (organisations) are left out
+      ftm     OpenSanctions / FollowTheMoney entities, one JSON object a line: Persons
+              become os:ID, their Passport and Identification entities documents
+
+    Adds and updates come in NEW's order, then removes. A bad record stops it, naming the
+    file and line (or XML element): a signed delta is made from a whole list or not at all.
+    Feed the result to 'watchlist sign'.
 
     \b
-    Example:
+    Examples:
       borderlane-console watchlist diff lists-1287.jsonl lists-1288.jsonl > changes.jsonl
+      borderlane-console watchlist diff consolidated-old.xml consolidated.xml -o changes.jsonl
+      borderlane-console watchlist diff empty.jsonl entities.ftm.json > changes.jsonl
     """
-    _write_lines(diff(list_entries(old, old.name), list_entries(new, new.name)), output)
+    _write_lines(diff(list_entries(old, old.name, fmt), list_entries(new, new.name, fmt)), output)
 
 
 @watchlist.command("sign")
@@ -315,6 +344,7 @@ def diff_command(old: IO[bytes], new: IO[bytes], output: IO[str]) -> None:
     show_default=True,
     help="Changes per chunk at most.",
 )
+@_format_option
 @_OUTPUT
 @_one_line_errors
 def sign_command(
@@ -324,15 +354,17 @@ def sign_command(
     from_version: int | None,
     snapshot_version: int | None,
     max_changes: int,
+    fmt: str | None,
     output: IO[str],
 ) -> None:
     """Cut a delta (or snapshot) into signed chunks, one chunk per line.
 
     With --from-version N, CHANGES is a changes file (from 'watchlist diff') and the chunks
-    make the delta N -> N+1. With --snapshot V, CHANGES is a list file and the chunks make
-    the snapshot of version V. Each chunk is signed over its canonical encoding and carries
-    the digest of all the changes, so each is verifiable alone and none can be dropped,
-    moved or swapped with another delta's unnoticed. A kiosk checks them with
+    make the delta N -> N+1. With --snapshot V, CHANGES is a list file (any format 'watchlist
+    diff' reads; --format names it) and the chunks make the snapshot of version V. Each
+    chunk is signed over its canonical encoding and carries the digest of all the changes,
+    so each is verifiable alone and none can be dropped, moved or swapped with another
+    delta's unnoticed. A kiosk checks them with
     'borderlane-edge watchlist verify' or applies them with 'borderlane-edge watchlist apply'.
 
     \b
@@ -344,6 +376,23 @@ def sign_command(
     """
     if (from_version is None) == (snapshot_version is None):  # exit 2, as click's own checks
         raise click.UsageError("give either --from-version or --snapshot")
+    if fmt is not None:
+        if snapshot_version is None:
+            raise click.UsageError("--format names a list file's format: with --snapshot only")
+        # what sign_file does for a snapshot, with the list read in the format given
+        key = load_private_key(key_path.read_bytes())
+        snapshot = snapshot_changes(list_entries(changes, changes.name, fmt))
+        chunks = make_chunks(
+            "snapshot",
+            snapshot,
+            to_version=snapshot_version,
+            key_id=key_id,
+            max_changes=max_changes,
+        )
+        signed = sign_chunks(chunks, key)
+        _write_lines(signed, output)
+        click.echo(f"{len(signed)} chunks, {len(snapshot)} changes", err=True)
+        return
     signed, count = sign_file(
         changes,
         changes.name,

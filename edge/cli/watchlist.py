@@ -29,6 +29,7 @@ from edge.screening.delta import DeltaRejected, apply_chunks, load_trust, verify
 from edge.screening.importers import import_files
 from edge.screening.matcher import DEFAULT_THRESHOLD, Query, QueryError, Screener
 from edge.screening.store import StoreError, WatchlistStore
+from mqtt_schemas.list_formats import FORMATS
 from mqtt_schemas.watchlist import (
     MAX_CHUNK_CHANGES,
     WatchlistError,
@@ -155,25 +156,53 @@ def watchlist() -> None:
     \b
     Examples:
       borderlane-edge watchlist import --db wl.db persons.jsonl sltd.csv
+      borderlane-edge watchlist import --db wl.db consolidated.xml entities.ftm.json
       borderlane-edge watchlist status --db wl.db
       borderlane-edge watchlist verify --trust-dir keys/ delta-1-2.jsonl
       borderlane-edge watchlist apply --db wl.db --trust-dir keys/ delta-1-2.jsonl
     """
 
 
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="The files' format [default: from each file's name and first bytes: .csv is CSV, "
+    "XML the UN list, JSON lines of FtM entities ftm, else our JSON Lines].",
+)
+
+
 @watchlist.command("import")
 @DB_OPTION
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
+@FORMAT_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Also list each field left out of a record.")
 @_one_line_errors
-def import_command(db: Path, files: tuple[Path, ...], quiet: bool) -> None:
+def import_command(
+    db: Path, files: tuple[Path, ...], fmt: str | None, quiet: bool, verbose: bool
+) -> None:
     """Add list files to the store (an entry already there is replaced).
 
-    FILES are JSON Lines (one entry per line, .jsonl) or CSV (.csv, with a header row:
-    id, kind, surname, given_names, aliases, birth_date, nationality, sex, list, category,
-    action, number, issuing_state, document_type, status). A bad line is reported with its
-    line number and skipped; the rest is imported, and the exit status is then 1. Importing
-    does not change the watchlist version: only signed deltas and snapshots do.
+    \b
+    FILES are, each found from its name and first bytes (or all as --format says):
+      jsonl   our JSON Lines, one entry per line (.jsonl)
+      csv     our CSV with a header row (.csv): id, kind, surname, given_names, aliases,
+              birth_date, nationality, sex, list, category, action, number,
+              issuing_state, document_type, status
+      un-xml  the UN Security Council Consolidated List (consolidated.xml): individuals
+              become persons un:REFERENCE_NUMBER (list un-sc-<list type>) and their
+              documents; entities (organisations) are ignored
+      ftm     OpenSanctions / FollowTheMoney entities, one JSON object a line
+              (entities.ftm.json): Persons become os:ID (list: the dataset), their
+              Passport and Identification entities documents; companies are ignored
+
+    A bad record is reported with its line number (or XML element) and the reason, and
+    skipped; the rest is imported, and the exit status is then 1. A file that is not its
+    format at all is one line. Records that are no person (organisations, vessels) are
+    counted as ignored; parts of a record left out (a low-quality alias, a nationality no
+    table knows) are counted, and listed with --verbose. Importing does not change the
+    watchlist version: only signed deltas and snapshots do.
 
     \b
     A JSON Lines entry:
@@ -188,25 +217,28 @@ def import_command(db: Path, files: tuple[Path, ...], quiet: bool) -> None:
     Examples:
       borderlane-edge watchlist import --db wl.db persons.jsonl documents.jsonl
       borderlane-edge watchlist import --db wl.db sltd.csv
+      borderlane-edge watchlist import --db wl.db consolidated.xml
+      borderlane-edge watchlist import --db wl.db entities.ftm.json
       zcat sltd.jsonl.gz | borderlane-edge watchlist import --db wl.db -
+      zcat entities.ftm.json.gz | borderlane-edge watchlist import --db wl.db --format ftm -
     """
     for path in files:
         if str(path) != "-" and not path.is_file():
             raise Failed(f"{path}: no such file")
     started = time.perf_counter()
     with _open(db) as store:
-        report = import_files(store, list(files), progress=None if not quiet else False)
+        report = import_files(store, list(files), progress=None if not quiet else False, fmt=fmt)
     for error in report.errors:
         click.echo(error, err=True)
     if report.skipped > len(report.errors):
         click.echo(f"... and {report.skipped - len(report.errors)} more", err=True)
+    if verbose:
+        for note in report.notes:
+            click.echo(note, err=True)
+        if report.noted > len(report.notes):
+            click.echo(f"... and {report.noted - len(report.notes)} more left out", err=True)
     if not quiet:
-        click.echo(
-            f"imported {report.persons} persons and {report.documents} documents "
-            f"({report.replaced} replaced, {report.skipped} lines skipped) "
-            f"in {time.perf_counter() - started:.1f} s",
-            err=True,
-        )
+        click.echo(f"{report.summary()} in {time.perf_counter() - started:.1f} s", err=True)
     if report.skipped:
         sys.exit(1)
 

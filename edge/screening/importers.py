@@ -1,4 +1,6 @@
-"""Loading list files into the store: JSON Lines and CSV, bad lines reported and skipped.
+"""Loading list files into the store: our JSON Lines and CSV, the UN Security Council
+Consolidated List (XML) and OpenSanctions / FollowTheMoney entities (JSON lines); bad records
+reported and skipped.
 
 JSON Lines: one entry per line, as :func:`mqtt_schemas.watchlist.entry_from_record` reads it::
 
@@ -14,15 +16,20 @@ CSV: a header row naming the columns, in any order (absent columns are empty)::
     number,issuing_state,document_type,status
 
 ``aliases`` holds more names as ``SURNAME, GIVEN NAMES`` separated by ``|``; ``nationality``
-holds state codes separated by spaces or ``;``. Both formats are read by
-:func:`mqtt_schemas.watchlist.read_list_records`, the same reader the console uses to make
-deltas from list files; what is kiosk-only here is putting the entries into the store.
+holds state codes separated by spaces or ``;``.
+
+The UN list (``consolidated.xml``) and FtM entities (``entities.ftm.json``) are mapped to the
+same entries as :mod:`mqtt_schemas.list_formats` says (ids ``un:REF`` and ``os:ID``, the
+source's list name, organisations ignored). Every format is read by
+:func:`mqtt_schemas.list_formats.read_list`, the same reader the console uses to make deltas
+from list files; what is kiosk-only here is putting the entries into the store.
 """
 
 from __future__ import annotations
 
 import io
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +37,8 @@ from typing import IO, Any
 
 import click
 
-from mqtt_schemas.watchlist import (
-    WatchlistError,
-    entry_from_record,
-    list_file_format,
-    read_list_records,
-)
+from mqtt_schemas.list_formats import open_list, read_list
+from mqtt_schemas.watchlist import WatchlistError
 
 from .store import StoreError, WatchlistStore
 
@@ -48,13 +51,38 @@ class ImportReport:
     documents: int = 0
     replaced: int = 0
     errors: list[str] = field(default_factory=list)
-    """``FILE:LINE: problem`` for every line skipped (the first 1000)."""
+    """``FILE:LINE: problem`` (``FILE: INDIVIDUAL #N (...): problem`` for XML) for every
+    record skipped (the first 1000)."""
     skipped: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
+    """Records not imported by design, by what they are (``UN ENTITY (an organisation...)``)."""
+    notes: list[str] = field(default_factory=list)
+    """``WHERE: what was left out`` of records imported otherwise (the first 1000)."""
+    noted: int = 0
+    formats: dict[str, str] = field(default_factory=dict)
+    """File name -> the format it was read as."""
 
     def add_error(self, message: str) -> None:
         self.skipped += 1
         if len(self.errors) < 1000:
             self.errors.append(message)
+
+    def add_note(self, message: str) -> None:
+        self.noted += 1
+        if len(self.notes) < 1000:
+            self.notes.append(message)
+
+    def summary(self) -> str:
+        """One line: what was imported, replaced, skipped, ignored and left out."""
+        text = (
+            f"imported {self.persons} persons and {self.documents} documents "
+            f"({self.replaced} replaced, {self.skipped} records skipped"
+        )
+        if self.ignored:
+            text += ", ignored: " + ", ".join(f"{n} {what}" for what, n in self.ignored.items())
+        if self.noted:
+            text += f", {self.noted} fields left out"
+        return text + ")"
 
 
 class _Counting(io.RawIOBase):
@@ -80,9 +108,12 @@ def import_files(
     *,
     progress: bool | None = None,
     batch: int = 20000,
+    fmt: str | None = None,
 ) -> ImportReport:
     """Import list files into *store* (adding or replacing entries), in transactions of
-    *batch* entries. A progress bar is shown on standard error when it is a terminal."""
+    *batch* entries. *fmt* (``jsonl``, ``csv``, ``un-xml``, ``ftm``) is the files' format;
+    without it each file's is found from its name and first bytes. A progress bar is shown
+    on standard error when it is a terminal."""
     report = ImportReport()
     show = sys.stderr.isatty() if progress is None else progress
     for path in paths:
@@ -91,16 +122,16 @@ def import_files(
         if name == "-":
             raw, size = sys.stdin.buffer, 0
         else:
-            raw, size = open(path, "rb"), path.stat().st_size  # noqa: SIM115
+            raw, size = open(path, "rb", buffering=1 << 16), path.stat().st_size  # noqa: SIM115
         try:
             if show and size:
                 with click.progressbar(
                     length=size, label=f"importing {path.name}", file=sys.stderr
                 ) as bar:
-                    counted = io.BufferedReader(_Counting(raw, bar.update))
-                    _import_stream(store, counted, list_file_format(path), name, report, batch)
+                    counted = io.BufferedReader(_Counting(raw, bar.update), 1 << 16)
+                    _import_stream(store, counted, fmt, name, report, batch)
             else:
-                _import_stream(store, raw, list_file_format(path), name, report, batch)
+                _import_stream(store, raw, fmt, name, report, batch)
         finally:
             if name != "-":
                 raw.close()
@@ -110,7 +141,7 @@ def import_files(
 def _import_stream(
     store: WatchlistStore,
     stream: IO[bytes],
-    fmt: str,
+    fmt: str | None,
     name: str,
     report: ImportReport,
     batch: int,
@@ -124,14 +155,21 @@ def _import_stream(
             report.replaced += len(documents) - new
             documents.clear()
 
+    fmt, stream = open_list(stream, name, fmt)
+    report.formats[name] = fmt
     store.begin()
     try:
-        for number, record in read_list_records(stream, fmt):
-            if isinstance(record, Exception):
-                report.add_error(f"{name}:{number}: {record}")
+        for event in read_list(stream, name, fmt):
+            if event.entry is None:
+                if event.error is not None:
+                    report.add_error(str(event.error))
+                elif event.ignored is not None:
+                    report.ignored[event.ignored] += 1
+                elif event.note is not None:
+                    report.add_note(f"{event.where}: {event.note}")
                 continue
             try:
-                kind, entry_id, entry = entry_from_record(record)
+                kind, entry_id, entry = event.entry
                 if kind == "document":
                     documents.append((entry_id, entry))
                     report.documents += 1
@@ -139,7 +177,7 @@ def _import_stream(
                     report.replaced += not store.upsert(kind, entry_id, entry)
                     report.persons += 1
             except (WatchlistError, StoreError) as exc:
-                report.add_error(f"{name}:{number}: {exc}")
+                report.add_error(f"{event.where}: {exc}")
                 continue
             pending += 1
             if len(documents) >= 5000:
