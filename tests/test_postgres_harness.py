@@ -254,3 +254,34 @@ def test_a_fixed_port_already_taken_fails_start_with_the_reason() -> None:
     assert str(raised.value).startswith("postgres exited with 1: ")
     assert "\n" not in str(raised.value)
     assert server.directory is None and not server.running
+
+
+def test_a_kept_cluster_comes_back_with_its_data_and_password() -> None:
+    # What the console benchmark does with its 10M database: made once in a chosen directory,
+    # then started on a free port by later runs. The parent must be reachable by the postgres
+    # user when we are root (pytest's tmp_path is private to root).
+    with tempfile.TemporaryDirectory() as parent:
+        os.chmod(parent, 0o755)
+        cluster = Path(parent) / "cluster"
+        first = PostgresServer(durable=False, cluster=cluster)
+        first.start()
+        try:
+            url = first.create_database("kept")
+            engine = sqlalchemy.create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text("CREATE TABLE t (n int)"))
+                conn.execute(sqlalchemy.text("INSERT INTO t VALUES (42)"))
+            engine.dispose()
+        finally:
+            first.stop()  # even without keep: a chosen cluster is never deleted
+        assert (cluster / "data" / "PG_VERSION").is_file()
+
+        second = PostgresServer(durable=False, cluster=cluster)
+        assert second.password == first.password
+        second.start()
+        try:
+            with second.connect("kept") as conn:
+                assert conn.execute("SELECT n FROM t").fetchone() == (42,)
+        finally:
+            second.stop(keep=True)
+        assert not second.running and (cluster / "data").is_dir()
