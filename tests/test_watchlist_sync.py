@@ -231,7 +231,7 @@ async def test_a_fresh_kiosk_gets_the_snapshot_then_a_published_delta_finds_the_
                 "have_version": 0,
                 "want": "snapshot",
                 "reason": "startup",
-                "window": 4,
+                "window": 2,
             }
             assert [r.kind for r in k.applied] == ["snapshot"]
             assert store_entries(k.store_path) == as_set(V1)
@@ -321,8 +321,8 @@ async def test_a_kiosk_offline_during_two_deltas_catches_up_on_reconnect(
             await until(lambda: k.sync.version == 3)
             # One window of one step per answer: after delta 1 -> 2 it asks for what follows.
             assert k.sync.asked == [
-                {"have_version": 1, "want": "auto", "reason": "startup", "window": 4},
-                {"have_version": 2, "want": "auto", "reason": "continue", "window": 4},
+                {"have_version": 1, "want": "auto", "reason": "startup", "window": 2},
+                {"have_version": 2, "want": "auto", "reason": "continue", "window": 2},
             ]
             assert [r.describe().split(":")[0] for r in k.applied] == [
                 "applied delta 1 -> 2",
@@ -405,7 +405,7 @@ async def test_a_gap_makes_the_kiosk_ask_for_the_missing_deltas(
                 "have_version": 1,
                 "want": "delta",
                 "reason": "gap",
-                "window": 4,
+                "window": 2,
             }
             assert store_entries(k.store_path) == as_set(V3)
             assert _staged(k) == []
@@ -451,7 +451,7 @@ async def test_resync_asks_for_a_snapshot_and_gets_one(uplink_broker, tmp_path, 
         async with kiosk(uplink_broker, tmp_path) as k:
             await until(lambda: k.sync.version == 2)
             asked = await k.sync.resync()
-            assert asked == {"have_version": 2, "want": "snapshot", "reason": "resync", "window": 4}
+            assert asked == {"have_version": 2, "want": "snapshot", "reason": "resync", "window": 2}
             # The latest snapshot is of version 1, older than the kiosk: one of 2 is made.
             await until(lambda: k.applied[-1].kind == "snapshot")
             assert k.applied[-1].to_version == 2
@@ -610,7 +610,7 @@ async def test_the_sync_asks_for_a_snapshot_through_its_transport_and_applies_th
         assert transport.published == [
             (
                 "watchlist/catchup",
-                {"have_version": 0, "want": "snapshot", "reason": "startup", "window": 4},
+                {"have_version": 0, "want": "snapshot", "reason": "startup", "window": 2},
             )
         ]
         assert sync.component()["state"] == "down"  # no list yet: travellers are referred
@@ -643,6 +643,6 @@ async def test_offline_the_sync_asks_nothing_it_cannot_send_and_resync_says_so(t
             "have_version": 0,
             "want": "snapshot",
             "reason": "resync",
-            "window": 4,
+            "window": 2,
         }
         assert sync.asked == [transport.published[-1][1]]

@@ -98,9 +98,10 @@ class SyncSettings:
     staging_expiry_s: float = 6 * 3600.0
     """A partial delta whose last chunk came longer ago than this is dropped, and an apply
     under way that long without a chunk is rolled back."""
-    window_chunks: int = 4
+    window_chunks: int = 2
     """Chunks a catch-up answer may send at once (``window``): the kiosk asks for the next
-    window as it applies, so a snapshot of any size never queues up in its memory."""
+    window as it applies, so a snapshot of any size never queues up in its memory (a chunk
+    of 1 MiB is ~10 MB once parsed; applying one takes ~1 s, the round trip milliseconds)."""
 
     def __post_init__(self) -> None:
         if self.delta_grace_s <= 0 or self.retry_s <= 0 or self.staging_expiry_s <= 0:
@@ -316,9 +317,7 @@ class ChunkStaging:
         if row is None:
             return None
         db.execute("BEGIN IMMEDIATE")
-        db.execute(
-            "DELETE FROM staged_chunks WHERE key = ? AND chunk_index = ?", (key, index)
-        )
+        db.execute("DELETE FROM staged_chunks WHERE key = ? AND chunk_index = ?", (key, index))
         db.execute(
             "UPDATE staged SET received = received - 1, bytes = bytes - ? WHERE key = ?",
             (len(row[0]), key),
@@ -641,7 +640,9 @@ class WatchlistSync:
                 # one window of one step is followed by the next step's ask, though.
                 latest = self._check_latest()
                 if not latest and self._progress is None and self._manifest is not None:
-                    if outcome.aborted:
+                    if self._snapshot_wanted:
+                        pass  # asked for one already (restore)
+                    elif outcome.aborted:
                         await self._ask("retry", "snapshot" if self._version == 0 else "auto")
                     elif chunk.get("for_device") == self.device_id:
                         await self._ask("continue", "auto")
@@ -884,6 +885,11 @@ class WatchlistSync:
         try:
             stream.feed(chunk)
         except DeltaRejected as exc:
+            if not stream.closed and stream.header is not None:
+                # Refused before anything of it was applied (forged, malformed): the apply
+                # goes on with the genuine chunk, asked for again if it does not come.
+                outcome.refused.append((exc.reason, f"{what}: {exc}"))
+                return
             self._end_stream()
             outcome.aborted.append((exc.reason, f"{what}: {exc}"))
             return

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -173,6 +174,15 @@ async def _kiosk(settings: dict[str, Any]) -> dict[str, Any]:
         return await original_ask(*args, **kwargs)
 
     sync._ask = timed_ask  # type: ignore[method-assign]
+
+    async def trace() -> None:  # BENCH_OTA_TRACE=1: the process's memory every 5 s
+        while True:
+            await asyncio.sleep(5)
+            status = Path("/proc/self/status").read_text().splitlines()
+            memory = [line.split()[:2] for line in status if line.startswith(("VmRSS", "Rss"))]
+            print(sync.applying, memory, file=sys.stderr, flush=True)
+
+    tracer = asyncio.create_task(trace()) if os.environ.get("BENCH_OTA_TRACE") else None
     async with sync, Uplink(config, outbox, clock) as uplink:
         sync.attach(UplinkTransport(uplink))
         runner = asyncio.create_task(uplink.run())
@@ -183,6 +193,8 @@ async def _kiosk(settings: dict[str, Any]) -> dict[str, Any]:
         finally:
             await uplink.stop()
             await runner
+    if tracer is not None:
+        tracer.cancel()
     outbox.close()
     status = Path("/proc/self/status").read_text()
     peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
@@ -232,6 +244,8 @@ async def _serve(
         )
         async with asyncio.timeout(timeout_s + 30):
             out, err = await process.communicate()
+        if os.environ.get("BENCH_OTA_TRACE"):
+            print(err.decode()[-5000:], file=sys.stderr)
         if process.returncode != 0:
             raise RuntimeError(f"the kiosk process failed:\n{err.decode()[-3000:]}")
         return json.loads(out.decode().strip().splitlines()[-1])
@@ -242,13 +256,14 @@ async def _serve(
         history.close()
 
 
-def run(quick: bool) -> list[Figure]:
+def run(quick: bool, persons: int | None = None) -> list[Figure]:
     from console import connection
+    from edge.screening.sync import SyncSettings
     from mqtt_schemas.watchlist import write_key_pair
     from provisioning.broker import BrokerConfig, Mosquitto, free_port
     from provisioning.pki import CertificateAuthority
 
-    persons = 2000 if quick else 1_000_000
+    persons = persons or (2000 if quick else 1_000_000)
     max_changes = 200 if quick else 5000
     timeout_s = 120.0 if quick else 3600.0
     with tempfile.TemporaryDirectory(prefix="bench-wl-ota-") as tmp:
@@ -307,7 +322,7 @@ def run(quick: bool) -> list[Figure]:
             result = asyncio.run(_serve(endpoint, history_db, kiosk_config, timeout_s))
     if result["persons"] != persons:
         raise AssertionError(f"the kiosk holds {result['persons']} persons of {persons}")
-    window = "window 4 chunks"
+    window = f"window {SyncSettings().window_chunks} chunks"
     return [
         Figure(
             f"snapshot of {persons:,} persons over MQTT (TLS): apply time",
