@@ -11,6 +11,10 @@ the previous version until the commit.
 A snapshot replaces the whole store in one transaction the same way; it must not be older than
 the store's version (that would roll a wanted person off the list).
 
+Over the air a delta or snapshot is applied as it streams (:class:`StreamApply`): each chunk
+verified and applied as it comes, inside the one transaction, the whole digest checked before
+the commit; :func:`apply_chunks` takes a delta already whole (files).
+
 Refusals raise :class:`DeltaRejected` with a ``reason`` for logs and for the catch-up request
 (``gap`` asks for the missing deltas, ``diverged`` for a snapshot).
 """

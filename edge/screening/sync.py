@@ -23,21 +23,39 @@ Manifest (fleet, retained, so re-delivered on every (re)connect)
     manifest, which the broker re-delivers on reconnect.
 
 Chunks (fleet broadcasts, and catch-up answers on the kiosk's own topic)
-    A chunk addressed to another kiosk (``for_device``) is ignored. Each chunk's signature is
-    verified on arrival; a forged or untrusted one is dropped, logged with its reason, and
-    health shows ``degraded``. Chunks that are already applied (a replay, a duplicate) are
-    dropped quietly. The rest are staged **on disk** (a small SQLite file next to the store)
-    until all ``chunk_count`` chunks of their delta are there: a snapshot of a million persons
-    is some 200 chunks, which a 1 GB kiosk must not hold in memory while they trickle in,
-    and staged chunks survive a restart. A complete delta is applied when it follows the
-    store's version (one transaction, :func:`~edge.screening.delta.apply_chunks`, in a worker
-    thread on its own store connection); a complete delta that does not follow yet waits
-    while the kiosk asks for the missing ones (``gap``). A delta that does not fit the store
-    (``diverged``) makes it ask for a snapshot.
+    A chunk addressed to another kiosk (``for_device``) is ignored. Every chunk's signature
+    and shape are verified before anything else; a forged, untrusted or malformed one is
+    dropped, logged with its reason, and health shows ``degraded`` (it changes nothing, and
+    does not undo an apply under way: the genuine chunk completes it). Chunks that are
+    already applied (a replay, a duplicate) are dropped quietly.
 
-Staging is bounded: a partial delta untouched for ``staging_expiry_s`` is dropped, and past
-``staging_max_bytes`` the stalest partial deltas make room (their chunks come again in a
-catch-up).
+    Deltas and snapshots are applied **as they stream** (:class:`~.delta.StreamApply`): the
+    first chunk of one that follows the store's version opens one store transaction (on the
+    sync thread's own connection), each next chunk is verified and applied in it at once,
+    and after the last the whole ``changes_sha256`` is checked and the version committed.
+    Anything wrong (the digest, a change that does not fit the store, a disk error) rolls
+    the whole transaction back: store and version as before, a one-line reason in the log
+    and in health. Memory is a chunk or two whatever the size: a 1,000,000-person snapshot
+    is some 240 chunks of 1 MiB (~10 MB each once parsed).
+
+    Catch-up answers come a ``window`` of chunks at a time (``watchlist-catchup@2``): as it
+    applies them the kiosk asks for the next window (``reason: continue`` with ``resume``),
+    then for the next delta; a window that does not come within ``retry_s`` is asked for
+    again (``retry``), and an apply with no chunk for ``staging_expiry_s`` is rolled back.
+    The lane keeps screening against the committed version until the commit.
+
+    Only chunks that arrive ahead of their turn (a redelivery out of order, the deltas that
+    follow a snapshot being applied) are staged **on disk** (a small SQLite file next to the
+    store, ``staging_max_bytes``); they are applied from there, in order, when their turn
+    comes. A delta that does not follow the store's version yet waits while the kiosk asks
+    for the missing ones (``gap``); one that does not fit the store (``diverged``) makes it
+    ask for a snapshot.
+
+Restart: an apply under way is never committed, so a kiosk stopped or powered off half way
+finds its store at the version it had (SQLite drops the open transaction) and asks for it
+again when the manifest comes. Staging is bounded: a partial delta untouched for
+``staging_expiry_s`` is dropped, and past ``staging_max_bytes`` the stalest partial deltas make
+room (their chunks come again in a catch-up).
 
 The lane screens on its own read-only store connection; it sees a new version as soon as the
 apply commits (:meth:`WatchlistStore.refresh` tells the matcher to forget what it cached).
