@@ -544,6 +544,8 @@ crossing_counts = Table(
     Column("direction", Text, primary_key=True),
     Column("outcome", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
+    # Migration 0007: the all-posts listing sums each (site, day, outcome) in index order.
+    Index("idx_crossing_counts_site_day_outcome", "site", "day", "outcome", "count"),
 )
 """Crossings per post, day, direction and outcome, kept by the writer in the transaction that
 stores the crossings: counting ten million crossings took a second, reading this takes a few
