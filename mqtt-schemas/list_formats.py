@@ -91,6 +91,8 @@ Entry = tuple[str, str, dict[str, Any]]
 MAX_NAMES = 32
 MAX_NAME_LENGTH = 200
 MAX_NATIONALITIES = 10
+MAX_FTM_LINE = 16 << 20
+"""The longest FtM line read (OpenSanctions' longest entities are a few hundred KiB)."""
 
 
 class ListFormatError(WatchlistError):
@@ -680,13 +682,19 @@ def read_ftm(stream: IO[bytes], source: str) -> Iterator[ListEvent]:
     pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     number = 0
     while True:
-        line = stream.readline()
+        line = stream.readline(MAX_FTM_LINE + 1)
         if not line:
             break
         number += 1
         if not line.strip():
             continue
         where = f"{source}:{number}"
+        if len(line) > MAX_FTM_LINE:
+            while line and not line.endswith(b"\n"):  # skip the rest, a bounded piece at a time
+                line = stream.readline(MAX_FTM_LINE)
+            problem = f"longer than {MAX_FTM_LINE} bytes: not an entity"
+            yield ListEvent(where, error=FtMListError("bad-record", where, problem))
+            continue
         try:
             entity = json.loads(line)
         except UnicodeDecodeError as exc:

@@ -334,6 +334,21 @@ def test_ftm_nested_documents_and_errors_of_its_own_type():
     assert isinstance(found[-1].error, FtMListError) and found[-1].where == "n.json:2"
 
 
+def test_an_ftm_line_beyond_the_limit_is_skipped_without_being_held(monkeypatch):
+    monkeypatch.setattr("mqtt_schemas.list_formats.MAX_FTM_LINE", 1000)
+    person = {"id": "p", "schema": "Person", "properties": {"name": ["Ana Lima"]}}
+    data = b'{"id": "' + b"x" * 5000 + b'"}\n' + json.dumps(person).encode() + b"\n"
+    found = list(read_list(io.BytesIO(data), "big.json", "ftm"))
+    assert str(found[0].error) == "big.json:1: longer than 1000 bytes: not an entity"
+    assert found[1].entry[1] == "os:p" and found[1].where == "big.json:2"
+
+
+def test_the_progress_bar_reads_the_un_list_as_it_goes(store, capsys):
+    report = import_files(store, [UN_LIST], progress=True)
+    assert (report.persons, report.documents) == (5, 3)
+    assert "importing un-consolidated.xml" in capsys.readouterr().err
+
+
 def test_a_traveller_matching_an_ftm_person_written_otherwise_is_a_hit(store):
     import_files(store, [FTM_LIST], progress=False)
     hits = screen(store, surname="VOLKOV", given_names="SERGEI", birth_date="1962-05-01")
