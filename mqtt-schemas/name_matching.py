@@ -15,7 +15,16 @@ the matcher aligns and indexes:
   ``ABD AL AZIZ`` -> ``ABDALAZIZ``), so joined and split spellings meet;
 * every particle run joined to the token it introduces (``DE LA CRUZ`` -> ``DELACRUZ``,
   ``AL RASHID`` -> ``ALRASHID``);
-* every token that starts with a particle, without it (``ALRASHID`` -> ``RASHID``).
+* every token that starts with a particle, without it (``ALRASHID`` -> ``RASHID``);
+* every token in a Latvian or Lithuanian spelling of a Slavic name, as the Russian
+  transliteration writes it (``baltic``: ``SERGEJS`` -> ``SERGEY``, ``LAVROVAS`` -> ``LAVROV``,
+  ``JURIJS`` -> ``YURIY``): the nominative ending gone and J read as Y;
+* the first surname token and the first given name joined, in both orders (``crossed``:
+  ``USMANOV, ALISHER`` -> ``USMANOVALISHER``, ``ALISHERUSMANOV``; ``POL, POT`` -> ``POLPOT``), so
+  a name written as one word from structured fields still meets it.
+
+:func:`is_organisation` tells a listed name that is an organisation's (a foundation, a company
+named after a person) from a person's, so that a traveller does not hit it.
 
 :func:`phonetic` reduces a token to a consonant skeleton tuned for transliteration variants
 (MOHAMMED, MUHAMMAD, mhmd; ALEKSANDR, ALEXANDER; KHALID, CHALID; PAPADOPOULOS,
@@ -43,6 +52,7 @@ __all__ = [
     "deletions",
     "document_key",
     "index_person",
+    "is_organisation",
     "pair_key",
     "parse_name",
     "parse_stored",
@@ -186,6 +196,36 @@ _STRIPPABLE = re.compile(
 """Particles written joined to the name they introduce (a name of four letters or more)."""
 
 
+_BALTIC = re.compile(r"([A-Z]{2,}?(?:OV|EV|IN|J))(?:S|AS|US|IS)")
+"""A Latvian or Lithuanian masculine ending (-S, -AS, -US, -IS) on a Slavic stem (-OV, -EV,
+-IN, or a J: Latvian and Lithuanian write the Russian short i, and YE, YU, YA, as J)."""
+
+
+def baltic_form(token: str) -> str | None:
+    """A Latvian/Lithuanian spelling of a Slavic name as the Russian transliteration writes it
+    (``SERGEJS`` -> ``SERGEY``, ``LAVROVAS`` -> ``LAVROV``, ``JEVGENIJS`` -> ``YEVGENIY``), or
+    ``None`` when *token* is not one."""
+    match = _BALTIC.fullmatch(token)
+    if match is None:
+        return None
+    return match.group(1).replace("J", "Y")
+
+
+ORGANISATION_WORDS = _words(
+    "FOUNDATION FUNDACION FONDATION STIFTUNG FUND FONDS COMPANY CO CORP CORPORATION "
+    "INCORPORATED INC LLC LLP LTD LIMITED PLC GMBH AG SA SARL SAS SPA BV NV OOO ZAO OAO PAO "
+    "GROUP HOLDING HOLDINGS TRADING BANK ASSOCIATION ASOCIACION SOCIETY MINISTRY ORGANIZATION "
+    "ORGANISATION INSTITUTE INSTITUTO UNIVERSITY AGENCY ENTERPRISES INDUSTRIES INTERNATIONAL "
+    "SHIPPING AIRLINES AIRWAYS BRIGADE BRIGADES MOVEMENT FRONT PARTY ARMY COMMITTEE COUNCIL"
+)
+"""Words that make a listed name an organisation's (legal forms, kinds of bodies)."""
+
+
+def is_organisation(core: Iterable[str]) -> bool:
+    """Whether a name's tokens are an organisation's (``KHALIFA HAFTAR FOUNDATION``)."""
+    return any(token in ORGANISATION_WORDS for token in core)
+
+
 @dataclass(frozen=True, slots=True)
 class Unit:
     """Something the matcher can align: a token, or tokens joined, or a token stripped."""
@@ -196,7 +236,9 @@ class Unit:
     field: int
     """0 surname, 1 given names."""
     kind: str
-    """token, joined, prefixed (particles joined on) or stripped (a joined particle removed)."""
+    """token, joined, prefixed (particles joined on), stripped (a joined particle removed),
+    baltic (a Latvian/Lithuanian spelling as the Russian transliteration) or crossed (the first
+    surname and given name joined, either order)."""
     shown: str = ""
     """How the unit is written in the name it comes from (``AL RASHID`` for ``ALRASHID``)."""
 
@@ -259,12 +301,21 @@ def parse_name(surname: list[str], given: list[str]) -> Name:
                 prefix = joined_particle.group(1)
                 shown = f"{token} without {prefix}"
                 units.append(Unit(token[len(prefix) :], bit, field, "stripped", shown))
+            baltic = baltic_form(token)
+            if baltic is not None:
+                units.append(Unit(baltic, bit, field, "baltic", f"{token} as {baltic}"))
             if previous is not None and len(token) > 1 and len(core[previous[0]]) > 1:
                 parts = (core[previous[0]], *previous[1], token)
                 mask = bit | (1 << previous[0])
                 units.append(Unit("".join(parts), mask, field, "joined", " ".join(parts)))
             previous = (position, [])
             pending = []
+    first = [fields.index(f) if f in fields else -1 for f in (0, 1)]
+    if min(first) >= 0 and len(core[first[0]]) > 1 and len(core[first[1]]) > 1:
+        surname, given = core[first[0]], core[first[1]]
+        mask = (1 << first[0]) | (1 << first[1])
+        units.append(Unit(surname + given, mask, 0, "crossed", f"{surname} {given}"))
+        units.append(Unit(given + surname, mask, 0, "crossed", f"{given} {surname}"))
     return Name(tuple(core), tuple(fields), tuple(units))
 
 
@@ -397,7 +448,8 @@ def unit_keys(
 ) -> set[int]:
     """The blocking keys of a name's units.
 
-    Pairs: every two units about different tokens, one of them at least from the surname.
+    Pairs: every two units about different tokens, one of them at least from the surname
+    (crossed units, which stand for a surname and a given name at once, make none).
     A hit needs a surname token of the list's name and one of the traveller's to take part,
     and two tokens to match, so any hit shares such a pair, and given-name pairs (the
     commonest: JOSE LUIS, MOHAMMED ALI) are never needed. Singles: the surname units (all
@@ -410,7 +462,8 @@ def unit_keys(
     for unit in keyed:
         if all_singles or single_token or not has_surname or unit.field == 0:
             keys.update(codes[unit])
-    for first, second in combinations(keyed, 2):
+    paired = [u for u in keyed if u.kind != "crossed"]  # a crossed unit: a single key only
+    for first, second in combinations(paired, 2):
         if first.mask & second.mask:
             continue
         if has_surname and first.field and second.field:

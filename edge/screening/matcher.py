@@ -25,19 +25,15 @@ Persons
        edits by length: the edit similarity; a truncated token 0.85; an initial 0.8), each
        token used once. The name score is the weighted mean similarity, less 0.30 for each
        token that conflicts with one in the same field of the other name (JOSE *LUIS* vs
-       JOSE *MANUEL*; an initial the other token does not start with, HANS *O* vs HANS
-       *JOACHIM*) and 0.03 for each token only one side has (a dropped middle name or
+       JOSE *MANUEL*) and 0.03 for each token only one side has (a dropped middle name or
        second surname, at most 4 counted). There is no match unless at least two tokens match
        (one when either name has only one), and a surname token of each side takes part
-       (GEORGE BUSH is not GEORGE HABBASH). A listed name with an organisation's word in it
-       (FOUNDATION, LTD, BANK ...: :func:`~mqtt_schemas.name_matching.is_organisation`) is not
-       compared: a person does not hit the KHALIFA HAFTAR FOUNDATION.
+       (GEORGE BUSH is not GEORGE HABBASH).
     4. Birth date, nationality and sex move the score: a birth date agreeing at full
        precision +0.10, at month +0.05, at year +0.02 (partial dates compare at the coarser
        precision); a near miss (a year off by one, day and month swapped, one digit off) -0.05;
        unknown -0.03; a conflict -0.40, which no name can outweigh. Nationality in common
-       +0.03, none in common -0.05 (both sides as the MRZ writes them: DEU is D). Sex
-       agreeing +0.02, conflicting -0.20. A partial name the
+       +0.03, none in common -0.05. Sex agreeing +0.02, conflicting -0.20. A partial name the
        birth date does not confirm (missing, near, or agreeing on the year only) loses 0.10
        (0.05 with the year agreeing).
     5. Finally, how likely is the match to be a coincidence? The expected number of people,
@@ -52,11 +48,6 @@ Persons
        at the border, while a rare name, or a common one with its full birth date, still hits.
        ``CHANCE_GATE`` is roughly the false-positive rate the matcher allows per traveller;
        lowering it trades recall on entries without a full birth date for fewer false hits.
-    6. Except: the full name as listed (:func:`same_name`: the same tokens in any order or
-       field, or the same letters joined) with a birth date the list gives that agrees (the
-       same year where the list gives only a year) is always a hit, at the threshold at
-       least, whatever the chance of a namesake; its first reason says so (``exact-name``).
-       Where the list gives no birth date, the chance gate still decides.
 
 Every hit carries its reasons in the ``screening-hit@1`` shape: ``{part, how, detail}``.
 """
@@ -79,6 +70,7 @@ from mqtt_schemas.name_matching import (
     code_hash,
     deletions,
     document_key,
+    is_organisation,
     pair_key,
     parse_name,
     parse_stored,
@@ -157,6 +149,8 @@ WINDOW_LIMIT = 2000
 """Rows read per pair key at most within the birth-date window (before dropping conflicts)."""
 MAX_CANDIDATES = 64
 SAME_DAY_WEIGHT = 8
+SAME_YEAR_WEIGHT = 4
+"""A candidate the list gives only the traveller's birth year (or year and month) for."""
 MAX_FUZZY_CODES = 12
 WELL_KNOWN = 20
 """A text this many listed persons bear is taken as spelt right: it gets the fuzzy codes of
@@ -282,7 +276,7 @@ def _reason(part: str, how: str, detail: str) -> dict[str, str]:
 _MAX_EDITS = (0, 0, 0, 0, 1, 1, 1, 2, 2, 2)  # by the shorter token's length; 3 from 10
 MIN_TRUNCATED = 6
 """A prefix this long of a longer token is taken as the token cut short (MRZ truncation)."""
-_VIRTUAL = ("joined", "prefixed", "stripped")
+_JOINED = ("joined", "crossed")
 
 
 def token_similarity(a: str, b: str) -> tuple[float, str]:
@@ -322,6 +316,41 @@ class NameMatch:
     swapped: bool
 
 
+def same_name(query: Name, entry: Name) -> bool:
+    """Whether two names are the same full name after normalisation: the same tokens, in any
+    order and either field, or the same letters once the tokens are joined (ZHANG XIAOMING,
+    ZHANG XIAO MING, XIAOMING ZHANG; POL POT, POLPOT). A single token is never enough."""
+    q, e = query.core, entry.core
+    if max(len(q), len(e)) < 2 or not q or not e:
+        return False
+    if len(q) == len(e) and sorted(q) == sorted(e):
+        return True
+    return bool(_joined_forms(query) & _joined_forms(entry))
+
+
+SAME_SPELLING = 0.9
+"""A token pair at least this alike (joined, Baltic, or the same skeleton from spellings three
+quarters alike: MOHAMMED MUHAMMAD, PETROW PETROV, SERGEJ SERGEY) is one name written by another
+transliteration."""
+
+
+_ALIKE = ("exact", "joined", "transliteration", "phonetic")
+
+
+def _spelt_alike(match: NameMatch) -> bool:
+    """Whether an alignment pairs every token of both names, each pair the same name as
+    another transliteration writes it (see SAME_SPELLING): the same full name, normalised."""
+    if match.conflicts or match.extras or len(match.entry.core) < 2:
+        return False
+    return all(how in _ALIKE and score >= SAME_SPELLING for _, _, score, how in match.pairs)
+
+
+def _joined_forms(name: Name) -> set[str]:
+    surname = "".join(t for t, f in zip(name.core, name.fields, strict=True) if f == 0)
+    given = "".join(t for t, f in zip(name.core, name.fields, strict=True) if f == 1)
+    return {surname + given, given + surname}
+
+
 def _popcount(mask: int) -> int:
     return mask.bit_count()
 
@@ -341,8 +370,8 @@ def compare_names(
         q_virtual = qu.kind != "token"
         for eu in entry.units:
             e_virtual = eu.kind != "token"
-            if q_virtual and e_virtual and (qu.kind != "joined" or eu.kind != "joined"):
-                continue  # particle forms meet the other side's plain tokens
+            if q_virtual and e_virtual and (qu.kind not in _JOINED or eu.kind not in _JOINED):
+                continue  # particle and Baltic forms meet the other side's plain tokens
             key = (qt, eu.text)
             found = cache.get(key)
             if found is None:
@@ -352,7 +381,7 @@ def compare_names(
                 continue
             if q_virtual or e_virtual:
                 if how == "exact":
-                    how = "joined"
+                    how = "transliteration" if "baltic" in (qu.kind, eu.kind) else "joined"
                     score = 0.97
                 weight = max(qu.mask.bit_count(), eu.mask.bit_count())
                 candidates.append((score, weight, False, qu, eu, how))
@@ -396,13 +425,11 @@ def compare_names(
         field_e = 1 - field_q if swapped else field_q
         mine = [x for x in left_q if x[1] == field_q]
         theirs = [x for x in left_e if x[1] == field_e]
-        # An unmatched initial conflicts only with a token of another initial.
-        for (qt, _, _), (et, fe, _) in zip(mine, theirs, strict=False):
-            if len(qt) == 1 or len(et) == 1:
-                extras.append((qt, "query", field_q))
-                extras.append((et, "entry", fe))
-            else:
-                conflicts.append((qt, et, field_q))
+        # Tokens left over on both sides conflict (JOSE LUIS vs JOSE MANUEL), and so does an
+        # initial with a token it cannot stand for (HANS O vs HANS JOACHIM); an initial that
+        # could (HANS J) has been aligned already.
+        for (qt, _, _), (et, _, _) in zip(mine, theirs, strict=False):
+            conflicts.append((qt, et, field_q))
         n = min(len(mine), len(theirs))
         extras += [(t, "query", f) for t, f, _ in mine[n:]]
         extras += [(t, "entry", f) for t, f, _ in theirs[n:]]
@@ -487,6 +514,9 @@ def compare_nationality(
 ) -> tuple[float, dict[str, str] | None]:
     if not query or not entry:
         return 0.0, None
+    # Both sides as the MRZ writes them: a list's DEU is a document's D.
+    query = tuple(state_code(c) for c in query)
+    entry = [state_code(c) for c in entry]
     common = sorted(set(query) & set(entry))
     if common:
         return NATIONALITY_AGREES, _reason("nationality", "exact", " ".join(common))
@@ -704,17 +734,25 @@ class Screener:
                         pair_keys.add(pair_key(a, b))
         limit = PAIR_LIMIT if window is None else WINDOW_LIMIT
         same_day = date_number(query.birth_date) if query.birth_date else -1
+        same_year = {same_day // 10000 * 10000, same_day // 100 * 100} - {same_day}
+
+        def bonus(bdate: int) -> int:
+            # A candidate born on the traveller's very birth date comes first, then one the
+            # list gives the traveller's birth year (or month) for.
+            if bdate == same_day:
+                return SAME_DAY_WEIGHT
+            return SAME_YEAR_WEIGHT if bdate in same_year else 0
+
         for key in pair_keys:
             for pid, bdate in self._seek(key, window, limit):
                 if fits(bdate):
-                    # A candidate born on the traveller's very birth date comes first.
-                    weights[pid] += 2 + SAME_DAY_WEIGHT * (bdate == same_day)
+                    weights[pid] += 2 + bonus(bdate)
         for single in {c for u in units for c in codes[u]}:
             rows = self._seek(single, window, SINGLE_LIMIT + 1)
             if len(rows) <= SINGLE_LIMIT:
                 for pid, bdate in rows:
                     if fits(bdate):
-                        weights[pid] += 1 + SAME_DAY_WEIGHT * (bdate == same_day)
+                        weights[pid] += 1 + bonus(bdate)
         return weights
 
     def _person_hits(self, query: Query, threshold: float) -> list[Hit]:
@@ -769,26 +807,45 @@ class Screener:
         token_counts: dict[str, int],
     ) -> tuple[float, tuple[dict[str, str], ...]] | None:
         best: NameMatch | None = None
+        exact = False
         for name in parse_stored(stored):
+            if is_organisation(name.core):
+                continue  # a foundation or a company named after a person is not the person
             match = compare_names(qname, name, similarities)
             if match is not None and (best is None or match.score > best.score):
                 best = match
+            exact = exact or same_name(qname, name)
+        if not exact and best is not None:
+            exact = _spelt_alike(best)
         if best is None:
             return None
         # Cheap bound first: the most the other fields could add.
-        if best.score + DOB_FULL + NATIONALITY_AGREES + SEX_AGREES < threshold:
+        if not exact and best.score + DOB_FULL + NATIONALITY_AGREES + SEX_AGREES < threshold:
             return None
         dob, dob_reason, support, dob_chance = compare_birth_dates(query.birth_date, birth_date)
+        # The full name as listed, and a birth date the list gives that agrees (the same year
+        # where the list gives a year): always a hit, whatever the chance of a namesake.
+        # (Where the list gives no birth date, the chance gate still decides: every namesake
+        # of a common name would be stopped, 0.2 to 0.5 of travellers on the labelled sets.)
+        always = exact and dob_reason["how"] in ("exact", "partial-date")
         nat, nat_reason = compare_nationality(
             query.nationality, nationality.split() if nationality else []
         )
         sx, sex_reason = compare_sex(query.sex, sex)
         score = best.score + dob + nat + sx
+        if always:
+            score = max(score, threshold, DEFAULT_THRESHOLD)
         if score < threshold:
             return None
         reasons = _name_reasons(best)
+        if exact:
+            born = f"born {birth_date} as listed" if birth_date else "no birth date listed"
+            detail = "the full name as listed" + (f", {born}: always a hit" if always else "")
+            reasons.insert(0, _reason("name", "exact-name", detail))
         reasons.append(dob_reason)
         reasons += [r for r in (nat_reason, sex_reason) if r is not None]
+        if always:
+            return round(min(1.0, score), 3), tuple(reasons[:32])
         if support < FULL_SUPPORT and (best.conflicts or best.extras):
             # The birth date does not confirm the name (it is missing, near, or agrees on the
             # year only), and only part of the name matches.

@@ -23,6 +23,15 @@ class Figure:
     note: str = ""
 
 
+class Proportion(float):
+    """A rate in [0, 1] (recall, specificity, a false-positive rate), shown with three decimals
+    whatever format the table asks for: ``f"{Proportion(0.973):,.1f}"`` is ``0.973``, never the
+    ``1.0`` that would hide a missed 0.99 target. Stored as a plain number in results.json."""
+
+    def __format__(self, spec: str) -> str:
+        return float.__format__(self, ".3f" if spec.endswith("f") else spec)
+
+
 def rate(operation: Callable[[], object], count: int) -> float:
     """Operations per second of *operation* over *count* calls, on this thread (one core)."""
     started = time.perf_counter()
