@@ -351,7 +351,7 @@ def _serve_and_measure(
 def _measure(
     backend: str, base: str, table: dict, repeats: int, size: dict[str, int]
 ) -> list[Figure]:
-    figures = []
+    figures: list[tuple[str, float]] = []
     scale = f"{size['crossings']:,} crossings, {size['kiosks']:,} kiosks"
     for role, entries in table.items():
         browser = Browser(base, role)
@@ -366,15 +366,11 @@ def _measure(
                     raise RuntimeError(f"{role} {name}: HTTP {status}")
             p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
             figures.append(
-                at_most(
-                    f"{backend} {role} {name}: p95 (p50 {statistics.median(latencies):.0f} ms)",
-                    round(p95, 1),
-                    "ms",
-                    TARGET_MS,
-                    scale,
-                )
+                (f"{backend} {role} {name}: p95 (p50 {statistics.median(latencies):.0f} ms)", p95)
             )
-    return figures
+    # The machine is shared: how busy it was (1-minute load average) says what the figures mean.
+    load = f"{scale}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    return [at_most(name, round(p95, 1), "ms", TARGET_MS, load) for name, p95 in figures]
 
 
 if __name__ == "__main__":  # pragma: no cover - the runner imports it
