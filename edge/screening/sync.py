@@ -70,6 +70,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
+import ctypes.util
 import datetime as dt
 import json
 import logging
@@ -915,6 +917,7 @@ class WatchlistSync:
             self._end_stream()
             outcome.aborted.append(("store-error", f"{what}: {type(exc).__name__}: {exc}"))
             return
+        _release_memory()
         if stream.done:
             try:
                 result = stream.finish()
@@ -957,6 +960,23 @@ class WatchlistSync:
             assert chunk is not None
             self._start(start.key, chunk.get("for_device") == self.device_id)
             self._feed(chunk, outcome)
+
+
+def _trimmer() -> Callable[[], None]:
+    """glibc's ``malloc_trim``: give freed heap pages back to the system (else a no-op)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_release_memory = _trimmer()
+"""Called after each chunk: each is parsed on the event loop's thread and freed on this one,
+~10 MB of small objects a time, and glibc otherwise keeps the freed pages of every thread's
+arena; over a 1M-person snapshot that alone grew the agent by ~40 MB."""
 
 
 def _describe_key_parts(resume: Mapping[str, Any]) -> str:
