@@ -329,12 +329,15 @@ def test_a_watchlisted_traveller_is_referred_and_an_officer_denies_with_no_netwo
     page.switch_to.window(officer_tab)
     wait_until(page, lambda p: len(queue_ids(p)) == 1, message="the referral never arrived")
     (crossing_id,) = queue_ids(page)
-    row = page.find_element(By.CSS_SELECTOR, "#queue li").text
+    # Read and followed in scripts: the queue refreshes itself, so an element found first can
+    # be replaced before it is read (a stale element).
+    row = page.execute_script("return document.querySelector('#queue li').innerText")
     assert "CASTILLO, Marisol Andrea" in row and "CB4410275" in row
     assert "Watchlist hit (refer)" in row
 
     # The detail: document, the matched entry, and why it matched.
-    page.find_element(By.CSS_SELECTOR, "#queue li a").click()
+    page.execute_script("document.querySelector('#queue li a').click()")
+    wait_until(page, lambda p: "/officer/review/" in p.current_url)
     hit = page.find_element(By.CSS_SELECTOR, "#hits .hit")
     assert hit.get_attribute("data-entry-id") == "nw-castillo"
     assert "national-wanted" in hit.text and "CASTILLO, MARISOL ANDREA" in hit.text

@@ -377,6 +377,8 @@ class Agent:
             port=ui.port,
             officers=self.officers,
             language=ui.language,
+            logins_file=self.config.agent.data_dir / "officer-logins.json",
+            hosts=ui.hosts,
         )
         async with pages:
             self.pages = pages

@@ -46,6 +46,7 @@ file's own directory, so a configuration directory can be moved as a whole::
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,6 +149,9 @@ class UiSettings:
     language: Literal["en", "es"] = "en"
     officers: Path | None = None
     """The officer directory (ids and PIN hashes) for the review pages."""
+    hosts: tuple[str, ...] = ()
+    """Host names, besides loopback's, that the kiosk's browser uses for the pages (a request
+    for any other name is refused: DNS rebinding)."""
 
 
 @dataclass(frozen=True)
@@ -352,13 +356,22 @@ def _ui(data: Mapping[str, Any], base: Path) -> UiSettings:
     if language not in ("en", "es"):
         raise AgentConfigError("ui.language", f"en or es, got {language!r}")
     officers = data.get("officers")
+    hosts = data.get("hosts", [])
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, str) and _HOST_NAME.fullmatch(h) for h in hosts
+    ):
+        raise AgentConfigError("ui.hosts", f"a list of host names, got {hosts!r}")
     return UiSettings(
         enabled,
         host,
         port,
         language,
         _path(base, officers, "ui.officers") if officers is not None else None,
+        tuple(hosts),
     )
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 def _health(data: Mapping[str, Any]) -> HealthSettings:

@@ -46,8 +46,9 @@ from edge.uplink.errors import OutboxFull
 from mqtt_schemas import PayloadError
 from mqtt_schemas.health import ComponentState, component_entry
 
+from .logins import LoginGuard
 from .officers import OFFICER_ID_PATTERN, OfficerDirectory
-from .sessions import LoginThrottle, OfficerSession, SessionStore
+from .sessions import OfficerSession, SessionStore
 from .views import EntryLookup, idle_view, queue_view, review_view, traveller_view
 
 __all__ = ["LANGUAGES", "KioskPages", "KioskPagesError"]
@@ -106,7 +107,8 @@ class KioskPages:
         keepalive_s: float = 15.0,
         queue_refresh_s: float = 5.0,
         login_attempts: int = 5,
-        lockout_s: float = 300.0,
+        logins_file: Path | None = None,
+        hosts: tuple[str, ...] = (),
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise KioskPagesError(
@@ -124,7 +126,9 @@ class KioskPages:
         self.keepalive_s = keepalive_s
         self.queue_refresh_s = queue_refresh_s
         self.sessions = SessionStore(idle_s=session_idle_s)
-        self.throttle = LoginThrottle(attempts=login_attempts, lockout_s=lockout_s)
+        self.logins = LoginGuard(logins_file, free_attempts=login_attempts)
+        self.hosts = tuple(hosts)
+        """Names besides loopback's under which the pages may be asked for (the Host header)."""
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -183,7 +187,16 @@ class KioskPages:
         return self._url
 
     def component(self) -> dict[str, Any]:
-        """The ``components.ui`` entry of a heartbeat."""
+        """The ``components.ui`` entry of a heartbeat: degraded, saying so, while someone is
+        guessing officer PINs (:meth:`LoginGuard.alarm`)."""
+        state, since, _ = self._health
+        alarm = self.logins.alarm()
+        if state == "ok" and alarm is not None:
+            self._set_health("degraded", alarm)
+        elif state == "degraded" and alarm is None:
+            self._set_health("ok")
+        elif state == "degraded" and alarm is not None:
+            self._health = (state, since, alarm)
         return component_entry(*self._health)
 
     def _set_health(self, state: ComponentState, detail: str = "") -> None:
@@ -232,8 +245,15 @@ class KioskPages:
     async def _guard(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
         """Security headers on every answer; a POST from another origin refused; and any
         unexpected failure shown as a plain page (logged here), never a traceback."""
-        if request.method == "POST" and not self._same_origin(request):
+        if not self._known_host(request):
+            # DNS rebinding: a page of another site whose name now points at this kiosk sends
+            # its own name as Host (and Origin), so the Origin check alone would pass.
+            log.warning("kiosk page refused: request for another host name")
             response: web.StreamResponse = self._page(
+                "error.html", status=421, message="This page is not served under that name."
+            )
+        elif request.method == "POST" and not self._same_origin(request):
+            response = self._page(
                 "error.html", status=403, message="This form was not sent by the kiosk's own page."
             )
         else:
@@ -256,6 +276,15 @@ class KioskPages:
             if request.path.startswith("/officer"):
                 response.headers["Cache-Control"] = "no-store"
         return response
+
+    def _known_host(self, request: web.Request) -> bool:
+        """Whether the Host header names these pages: loopback (127.0.0.1, ::1, localhost) or
+        one of :attr:`hosts`, on the port they listen on."""
+        if self._url is None:
+            return False
+        port = self._url.rsplit(":", 1)[1]
+        names = {"127.0.0.1", "[::1]", "localhost", *self.hosts}
+        return request.headers.get("Host", "") in {f"{name}:{port}" for name in names}
 
     def _same_origin(self, request: web.Request) -> bool:
         origin = request.headers.get("Origin")
@@ -365,14 +394,23 @@ class KioskPages:
             return refused("No officers are set up on this kiosk.", 403)
         if not OFFICER_ID_PATTERN.fullmatch(officer_id) or not pin:
             return refused("Enter your officer id and PIN.", 400)
-        if self.throttle.locked(officer_id):
-            log.warning("officer login refused: %s is locked out after wrong PINs", officer_id)
-            return refused("Too many wrong PINs: wait a few minutes, then try again.", 429)
+        source = request.remote or "unknown"
+        wait = self.logins.wait_s(officer_id, source)
+        if wait > 0:
+            log.warning("officer login not tried: wrong PINs before, %.0f s to wait", wait)
+            minutes = max(1, round(wait / 60))
+            return refused(
+                f"Too many wrong PINs: try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+                429,
+            )
         if not await asyncio.to_thread(self.officers.verify, officer_id, pin):
-            self.throttle.failed(officer_id)
+            self.logins.failed(officer_id, source)
             log.warning("officer login refused: wrong id or PIN for %s", officer_id)
+            alarm = self.logins.alarm()
+            if alarm is not None:
+                log.warning("officer logins: %s", alarm)
             return refused("Wrong officer id or PIN.", 401)
-        self.throttle.succeeded(officer_id)
+        self.logins.succeeded(officer_id)
         session = self.sessions.create(officer_id)
         log.info("officer %s logged in", officer_id)
         response = web.HTTPSeeOther("/officer")

@@ -1,5 +1,5 @@
-"""Officer sessions on the kiosk's officer screen: who is logged in, their CSRF token, and the
-throttle on wrong PINs.
+"""Officer sessions on the kiosk's officer screen: who is logged in and their CSRF token (wrong
+PINs are counted by :mod:`edge.ui.logins`).
 
 In memory on purpose: a restart of the agent logs officers out, which is what a shared kiosk
 wants, and nothing secret is ever written to the card-reader's SD card.
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["LoginThrottle", "OfficerSession", "SessionStore"]
+__all__ = ["OfficerSession", "SessionStore"]
 
 
 @dataclass
@@ -61,29 +61,3 @@ class SessionStore:
     def end(self, token: str | None) -> None:
         if token:
             self._sessions.pop(token, None)
-
-
-@dataclass
-class LoginThrottle:
-    """After ``attempts`` wrong PINs for one officer id, that id is refused for ``lockout_s``:
-    a PIN of four digits must not be guessable at the kiosk."""
-
-    attempts: int = 5
-    lockout_s: float = 300.0
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, list[float]] = field(default_factory=dict)
-
-    def locked(self, officer_id: str) -> bool:
-        now = self.clock()
-        recent = [t for t in self._failures.get(officer_id, []) if now - t < self.lockout_s]
-        if recent:
-            self._failures[officer_id] = recent
-        else:
-            self._failures.pop(officer_id, None)
-        return len(recent) >= self.attempts
-
-    def failed(self, officer_id: str) -> None:
-        self._failures.setdefault(officer_id, []).append(self.clock())
-
-    def succeeded(self, officer_id: str) -> None:
-        self._failures.pop(officer_id, None)
