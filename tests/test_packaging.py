@@ -56,3 +56,35 @@ def test_command_version_is_the_distributions(command):
         [SCRIPTS / command, "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"{command}, version {version('borderlane')}"
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    """A systemd unit's ``[Service]`` settings, every value of a repeated key kept."""
+    settings: dict[str, list[str]] = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+SERVICES = sorted((ROOT / "images" / "systemd").glob("*.service"))
+
+
+@pytest.mark.parametrize("unit", SERVICES, ids=lambda path: path.name)
+def test_every_service_keeps_what_it_creates_private(unit):
+    # Kiosk and console state is personal data: the state directory 0700 and whatever the
+    # process creates 0600, even where the code forgot to say so.
+    settings = unit_settings(unit)
+    assert settings.get("UMask") == ["0077"]
+    if "StateDirectory" in settings:
+        assert settings.get("StateDirectoryMode") == ["0700"]
+
+
+def test_the_unit_checks_see_every_service():
+    names = {path.name for path in SERVICES}
+    assert {"borderlane-edge.service", "borderlane-console-web.service"} <= names

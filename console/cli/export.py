@@ -48,7 +48,7 @@ def export_crossings(db: str, fmt: export.Format, out: Path | None) -> None:
                 count = export.export_crossings(conn, fmt, sys.stdout)
             else:
                 try:
-                    with out.open("w", encoding="utf-8", newline="") as handle:
+                    with export.open_private(out) as handle:
                         count = export.export_crossings(conn, fmt, handle)
                 except OSError as exc:
                     raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None

@@ -192,7 +192,7 @@ def _sqlite_engine(path: Path, readonly: bool) -> Engine:
 
     else:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Created 0600 before SQLite opens it: the WAL and shared-memory files take the
             # database file's mode, and the records are personal data.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 from typing import Literal, TextIO
 
 from sqlalchemy import Connection
@@ -33,3 +35,16 @@ def export_crossings(conn: Connection, fmt: Format, out: TextIO) -> int:
     else:
         raise ValueError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
     return count
+
+
+def open_private(path: Path) -> TextIO:
+    """*path* opened for writing an export, 0600 whatever the umask (an existing file is
+    truncated and made 0600): an export holds every traveller's crossing."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:
+            os.fchmod(descriptor, 0o600)
+        return open(descriptor, "w", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(descriptor)
+        raise

@@ -52,6 +52,7 @@ from edge.trust import TrustStoreError, load_csca_store, load_trust_list
 from edge.ui.officers import OfficerDirectory, OfficerDirectoryError
 from edge.uplink import Outbox, Uplink
 from edge.uplink.errors import NotConnected, OutboxError
+from edge.uplink.outbox import private_database
 from mqtt_schemas.envelope import Clock, SystemClock, format_time
 from mqtt_schemas.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError
@@ -119,7 +120,13 @@ class Agent:
     def open(self) -> None:
         """Open what the lane needs; raise :class:`AgentStartError` with one line if unusable."""
         config = self.config
-        config.agent.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # Everything in it is personal data or guards it: private, whatever the umask (the
+            # unit's UMask=0077 and StateDirectoryMode=0700 say the same; this holds without).
+            config.agent.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            config.agent.data_dir.chmod(0o700)
+        except OSError as exc:
+            raise AgentStartError(f"agent.data_dir: {exc.strerror or exc}") from None
         try:
             self.outbox = Outbox(
                 config.agent.kiosk_db, config.agent.device_id, self.clock, config.uplink.outbox
@@ -129,6 +136,7 @@ class Agent:
         watchlist = config.watchlist
         try:
             trusted = load_trust(directory=watchlist.trusted_keys) if watchlist.trusted_keys else {}
+            private_database(watchlist.db)  # the list names people: 0600 before SQLite opens it
             # the sync keeps the store current and creates it (version 0) on a new kiosk
             self.sync = WatchlistSync(watchlist.db, trusted, config.agent.device_id)
             self.store = WatchlistStore(watchlist.db, readonly=True)

@@ -63,6 +63,7 @@ def run(config_path: Path, check: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    os.umask(0o077)  # defence in depth: whatever the agent or a library creates is private
     agent = Agent(config)
     try:
         agent.open()

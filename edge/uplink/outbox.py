@@ -51,7 +51,9 @@ Threads
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -78,6 +80,7 @@ __all__ = [
     "Record",
     "Transaction",
     "canonical_json",
+    "private_database",
 ]
 
 RECORD_OVERHEAD = 96
@@ -238,7 +241,10 @@ class Outbox:
         self._disk_free = disk_free or (lambda p: shutil.disk_usage(p).free)
         self._lock = threading.RLock()
         self._listeners: list[Callable[[], None]] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            private_database(self.path)
+        except OSError as exc:
+            raise OutboxError(f"{self.path}: {exc.strerror or exc}") from None
         connection = _connect(self.path)
         try:
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -513,6 +519,29 @@ class Outbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def private_database(path: Path) -> None:
+    """Make *path* a private SQLite file (0600) in a private directory (0700) before SQLite
+    opens it, whatever the process umask.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's own permissions,
+    so creating (or tightening) the main file first keeps all three private: they hold
+    travellers' identities. A missing directory is made 0700; an existing one is left as it is
+    (the state directory's mode is the image's and systemd's, ``StateDirectoryMode=0700``).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:  # made by an older agent, or by hand
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+    for suffix in ("-wal", "-shm"):  # left by an older agent with the old file's mode
+        with contextlib.suppress(FileNotFoundError):
+            companion = path.with_name(path.name + suffix)
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
