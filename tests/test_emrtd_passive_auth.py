@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asn1crypto import cms as asn1_cms
+from asn1crypto import x509 as asn1_x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,13 @@ from edge.documents.emrtd.passive_auth import (
     PassiveAuthReport,
     verify,
 )
-from edge.documents.emrtd.sod import ID_LDS_SECURITY_OBJECT, SecurityObject, build_sod, parse_sod
+from edge.documents.emrtd.sod import (
+    ID_LDS_SECURITY_OBJECT,
+    SecurityObject,
+    SodError,
+    build_sod,
+    parse_sod,
+)
 from edge.sim.emrtd_pki import (
     SPECIMEN_MRZ,
     Signer,
@@ -401,6 +408,59 @@ _REFERENCE_FILES = issue_passport(SPECIMEN_MRZ, JPEG, make_document_signer(_REFE
 _REFERENCE_SOD = _REFERENCE_FILES[LdsFile.SOD]
 _REFERENCE_DG1 = _REFERENCE_FILES[LdsFile.DG1]
 _REFERENCE_STORE = CscaStore([_REFERENCE_CSCA.certificate])
+
+
+def sod_with_certificate(sod: bytes, certificate: bytes) -> bytes:
+    """``sod`` with its embedded certificate replaced by ``certificate`` (any bytes), all else
+    as it was. Built by hand: asn1crypto cannot re-encode what it cannot read."""
+    info = asn1_cms.ContentInfo.load(tlv.decode_one(sod, 0x77).value)
+    signed = info["content"]
+    body = (
+        signed["version"].dump()
+        + signed["digest_algorithms"].dump()
+        + signed["encap_content_info"].dump()
+        + tlv.encode(0xA0, certificate)
+        + signed["signer_infos"].dump()
+    )
+    content = info["content_type"].dump() + tlv.encode(0xA0, tlv.encode(0x30, body))
+    return tlv.encode(0x77, tlv.encode(0x30, content))
+
+
+def with_empty_bit_string(certificate: bytes, where: str) -> bytes:
+    """``certificate`` (DER) with its ``signature`` or its ``public_key`` BIT STRING made
+    zero-length (``03 00``: not even the unused-bits byte every BIT STRING starts with)."""
+    parsed = asn1_x509.Certificate.load(certificate)
+    tbs = parsed["tbs_certificate"]
+    if where == "signature":
+        return tlv.encode(0x30, tbs.dump() + parsed["signature_algorithm"].dump() + b"\x03\x00")
+    key_info = tbs["subject_public_key_info"]
+    empty_key = tlv.encode(0x30, key_info["algorithm"].dump() + b"\x03\x00")
+    new_tbs = tlv.encode(0x30, tbs.contents.replace(key_info.dump(), empty_key))
+    return tlv.encode(
+        0x30, new_tbs + parsed["signature_algorithm"].dump() + parsed["signature_value"].dump()
+    )
+
+
+@pytest.mark.parametrize("where", ["signature", "public_key"])
+def test_a_ds_certificate_with_a_zero_length_bit_string_is_a_failed_sod(
+    where: str, ds: Signer, csca: Signer, passport: dict
+) -> None:
+    """Issue 14: asn1crypto raised IndexError out of parse_sod and verify for this SOD."""
+    sod = sod_with_certificate(passport[LdsFile.SOD], with_empty_bit_string(ds.der, where))
+    with pytest.raises(SodError, match="certificate"):
+        parse_sod(sod)
+    report = verify(sod, {1: passport[LdsFile.DG1]}, CscaStore([csca.certificate]))
+    assert failed(report) == ["sod_parsed"] and not report.passed
+    assert "\n" not in report["sod_parsed"].detail
+
+
+def test_a_sod_rebuilt_around_its_own_certificate_still_verifies(
+    ds: Signer, csca: Signer, passport: dict
+) -> None:
+    """The helper above changes only what it is asked to."""
+    sod = sod_with_certificate(passport[LdsFile.SOD], ds.der)
+    report = verify(sod, {1: passport[LdsFile.DG1]}, CscaStore([csca.certificate]))
+    assert failed(report) == [] and report.passed
 
 
 def test_sod_without_a_ds_certificate(ds: Signer, csca: Signer, passport: dict) -> None:

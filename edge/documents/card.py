@@ -17,7 +17,11 @@ carries them; deciding anything from the checks is the lane's business. Exceptio
   caller sees its own driver's errors;
 - :class:`MrzRequired`: the card is an ePassport and no MRZ was given to open it;
 - :class:`CardReadError` (:class:`BacRefused`, :class:`UnknownCard`): the card answered, but
-  could not be read to the end; the message is one line.
+  could not be read to the end, or what it said could not be understood; the message is one
+  line. Whatever a card answers, nothing else comes out: the parsers raise only their own
+  errors, and :func:`read_card` turns anything else raised while reading a card's answers into
+  a :class:`CardReadError` too (the lane then decides on the printed MRZ and refers the
+  traveller), so that no card can stop the lane.
 """
 
 from __future__ import annotations
@@ -123,6 +127,21 @@ class CardDocument:
         return tuple(check.name for check in self.checks if not check.passed)
 
 
+class _Link:
+    """``transmit``, remembering what it raised: the caller's own errors pass unchanged."""
+
+    def __init__(self, transmit: Transmit) -> None:
+        self._transmit = transmit
+        self.failure: BaseException | None = None
+
+    def __call__(self, command: CommandApdu) -> ResponseApdu:
+        try:
+            return self._transmit(command)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+
 def read_card(
     transmit: Transmit,
     *,
@@ -143,6 +162,36 @@ def read_card(
     (timezone-aware; default now); ``extended_length`` lets the reader use extended APDUs (the
     link must carry them). ``random`` supplies the challenges.
     """
+    link = _Link(transmit)
+    try:
+        return _read_card(link, issuers, site, today, cscas, mrz, at, extended_length, random)
+    except (MrzRequired, CardReadError, _UnusableMrz):
+        raise
+    except Exception as exc:
+        if exc is link.failure:
+            raise
+        # A parser let through an error that is not its own: a bug, but about what this card
+        # said, so the card is unreadable, not the lane broken. The cause stays chained.
+        raise CardReadError(
+            f"the card's answers could not be understood ({type(exc).__name__})"
+        ) from exc
+
+
+class _UnusableMrz(ValueError):
+    """The printed MRZ opens no chip (a visa's, say): the caller's input, not the card's."""
+
+
+def _read_card(
+    transmit: Transmit,
+    issuers: IssuerTrustList,
+    site: str | None,
+    today: date,
+    cscas: CscaStore,
+    mrz: MrzDocument | None,
+    at: datetime | None,
+    extended_length: bool,
+    random: Callable[[int], bytes],
+) -> CardDocument:
     try:
         reading = read_cbic(transmit, trust=issuers, today=today, site=site, random=random)
     except NotACbic:
@@ -160,7 +209,10 @@ def read_card(
         raise UnknownCard(
             f"the card is neither a CBIC nor an ePassport (SELECT answered {answer.sw})"
         )
-    keys = BacKeys.from_mrz_document(mrz)  # ValueError for an MRZ that opens no chip (a visa)
+    try:
+        keys = BacKeys.from_mrz_document(mrz)
+    except ValueError as error:  # an MRZ that opens no chip (a visa)
+        raise _UnusableMrz(str(error)) from None
     try:
         result = read_emrtd(transmit, keys, extended_length=extended_length, random=random)
     except NotAnEmrtdError as error:

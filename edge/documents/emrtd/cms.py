@@ -20,12 +20,22 @@ signatures), with SHA-1 (old passports), SHA-224, SHA-256, SHA-384 and SHA-512. 
 name their curve or spell out its parameters (explicit ``ECParameters``, common in CSCA and DS
 certificates): NIST curves are loaded by ``cryptography`` either way, Brainpool P-256/384/512
 are recognised here when every parameter matches RFC 5639.
+
+**The boundary.** Neither library has one exception type for "these bytes are malformed":
+asn1crypto parses lazily, on first access to a field, and raises ``ValueError``, ``TypeError``,
+``KeyError``, ``IndexError`` (a zero-length BIT STRING), ``OverflowError``, ``RecursionError``...
+from wherever the access happens; ``cryptography`` adds its own. What a chip or a trust file
+holds must fail with this module's errors only, so every read of outside bytes through them runs
+inside :func:`reading`, and every certificate is read to the end when it is loaded
+(:func:`load_certificate`), so that what passive authentication asks of it later (names, key
+usage, key identifiers) cannot fail half-way through a verification.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core, keys, x509
@@ -43,6 +53,7 @@ __all__ = [
     "hash_algorithm_name",
     "load_certificate",
     "parse_signed_data",
+    "reading",
     "sign",
     "signer_certificate",
     "verify_signature",
@@ -106,6 +117,47 @@ class UnsupportedSignatureError(SignatureError):
     """
 
 
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    """``error`` as one short line: the libraries' messages may span lines or quote bytes."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def reading(error: type[Exception], what: str) -> Iterator[None]:
+    """Turn anything raised inside the block, other than ``error`` itself, into ``error``.
+
+    For code that reads outside bytes through asn1crypto or cryptography (see the module
+    docstring): whatever they raise becomes ``error("<what>: <reason>")``, one line. Our own
+    errors raised inside (a :class:`CmsError` under a ``SodError`` block, a ``TlvError``) become
+    ``error`` too, with their own message, so a caller sees exactly the one type it documents::
+
+        with reading(SodError, "EF.SOD"):
+            ...
+    """
+    try:
+        yield
+    except error:
+        raise
+    except Exception as exc:  # the libraries' failure modes are open-ended; see above
+        ours = type(exc).__module__.startswith("edge.")  # its message says it all
+        reason = _one_line(exc) if ours else f"{type(exc).__name__}: {_one_line(exc)}"
+        raise error(f"{what}: {reason}") from exc
+
+
+def _read_whole(certificate: x509.Certificate) -> None:
+    """Parse every part of ``certificate`` that verification reads, now rather than later."""
+    certificate.native  # noqa: B018 - asn1crypto parses on first access
+    certificate.subject.hashable  # noqa: B018 - names are compared in their RFC 5280 form
+    certificate.issuer.hashable  # noqa: B018
+    certificate.key_usage_value  # noqa: B018
+    certificate.basic_constraints_value  # noqa: B018
+    certificate.key_identifier  # noqa: B018
+    certificate.authority_key_identifier  # noqa: B018
+    certificate.public_key.dump()
+    certificate.sha256  # noqa: B018
+
+
 def hash_algorithm_name(algorithm: algos.DigestAlgorithm) -> str:
     """``sha1``, ``sha224``, ``sha256``, ``sha384`` or ``sha512``; :class:`CmsError` otherwise."""
     oid = algorithm["algorithm"].dotted
@@ -123,16 +175,19 @@ def digest(name: str, data: bytes) -> bytes:
 
 
 def load_certificate(data: bytes | x509.Certificate | CryptographyCertificate) -> x509.Certificate:
-    """An ``asn1crypto`` certificate from DER bytes, a ``cryptography`` one, or itself."""
-    if isinstance(data, x509.Certificate):
-        return data
-    if isinstance(data, CryptographyCertificate):
-        data = data.public_bytes(serialization.Encoding.DER)
-    try:
-        certificate = x509.Certificate.load(bytes(data))
-        certificate.native  # noqa: B018 - parse everything now, not on first use
-    except (ValueError, TypeError) as error:
-        raise CmsError(f"not a DER X.509 certificate: {error}") from None
+    """An ``asn1crypto`` certificate from DER bytes, a ``cryptography`` one, or itself.
+
+    Read to the end now (:class:`CmsError` if any part is malformed), so that nothing about it
+    can fail later.
+    """
+    with reading(CmsError, "not a DER X.509 certificate"):
+        if isinstance(data, CryptographyCertificate):
+            data = data.public_bytes(serialization.Encoding.DER)
+        if isinstance(data, x509.Certificate):
+            certificate = data
+        else:
+            certificate = x509.Certificate.load(bytes(data), strict=True)
+        _read_whole(certificate)
     return certificate
 
 
@@ -154,9 +209,10 @@ def parse_signed_data(data: bytes, content_type: str | None = None) -> SignedCon
     """Parse a DER ``ContentInfo`` holding ``SignedData`` with exactly one signer.
 
     ``content_type`` (a dotted OID) is checked against the encapsulated content type when
-    given. Raises :class:`CmsError` for anything malformed; signatures are not checked here.
+    given. Raises :class:`CmsError` for anything malformed, the embedded certificates included;
+    signatures are not checked here.
     """
-    try:
+    with reading(CmsError, "malformed CMS SignedData"):
         info = cms.ContentInfo.load(bytes(data), strict=True)
         if info["content_type"].dotted != _SIGNED_DATA:
             raise CmsError(f"content type {info['content_type'].dotted} is not signedData")
@@ -177,30 +233,33 @@ def parse_signed_data(data: bytes, content_type: str | None = None) -> SignedCon
                 certificates.append(choice.chosen)
         signer = signers[0]
         signer.native  # noqa: B018 - parse everything now, not on first use
-        for certificate in certificates:
-            certificate.native  # noqa: B018
+        signer["sid"].chosen.native  # noqa: B018
+        for number, certificate in enumerate(certificates, start=1):
+            with reading(CmsError, f"embedded certificate {number} is malformed"):
+                _read_whole(certificate)
         return SignedContent(found_type, bytes(content.contents), signer, tuple(certificates))
-    except CmsError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise CmsError(f"malformed CMS SignedData: {error}") from None
 
 
 def signer_certificate(signed: SignedContent) -> x509.Certificate | None:
-    """The embedded certificate the signer identifier points to, or None."""
-    sid = signed.signer_info["sid"]
-    for certificate in signed.certificates:
-        if sid.name == "issuer_and_serial_number":
-            wanted = sid.chosen
-            if (
-                certificate.serial_number == wanted["serial_number"].native
-                and certificate.issuer == wanted["issuer"]
+    """The embedded certificate the signer identifier points to, or None.
+
+    :class:`CmsError` when the identifier cannot be compared (a malformed name, say).
+    """
+    with reading(CmsError, "the signer identifier"):
+        sid = signed.signer_info["sid"]
+        for certificate in signed.certificates:
+            if sid.name == "issuer_and_serial_number":
+                wanted = sid.chosen
+                if (
+                    certificate.serial_number == wanted["serial_number"].native
+                    and certificate.issuer == wanted["issuer"]
+                ):
+                    return certificate
+            elif (
+                sid.name == "subject_key_identifier"
+                and certificate.key_identifier == sid.chosen.native
             ):
                 return certificate
-        elif (
-            sid.name == "subject_key_identifier" and certificate.key_identifier == sid.chosen.native
-        ):
-            return certificate
     return None
 
 
@@ -234,27 +293,29 @@ def verify_signer(signed: SignedContent, certificate: x509.Certificate) -> str:
         digest_name = signed.digest_algorithm
     except CmsError as error:
         raise UnsupportedSignatureError(str(error)) from None
-    to_verify = _signed_bytes(signer)
-    if to_verify is None:
-        to_verify = signed.content
-        what = "content (no signed attributes)"
-    else:
-        content_types = _attribute(signer, "1.2.840.113549.1.9.3")
-        if len(content_types) != 1 or content_types[0].dotted != signed.content_type:  # type: ignore[attr-defined]
-            raise SignatureError("the contentType attribute does not match the content")
-        digests = _attribute(signer, "1.2.840.113549.1.9.4")
-        if len(digests) != 1:
-            raise SignatureError("the messageDigest attribute is missing")
-        if digests[0].native != digest(digest_name, signed.content):  # type: ignore[attr-defined]
-            raise SignatureError(f"messageDigest is not the {digest_name} of the content")
-        what = f"signed attributes (messageDigest {digest_name} matches)"
-    algorithm = verify_signature(
-        certificate.public_key,
-        signer["signature_algorithm"],
-        signer["signature"].native,
-        to_verify,
-        digest_name=digest_name,
-    )
+    with reading(SignatureError, "the signature cannot be checked"):
+        to_verify = _signed_bytes(signer)
+        if to_verify is None:
+            to_verify = signed.content
+            what = "content (no signed attributes)"
+        else:
+            content_types = _attribute(signer, "1.2.840.113549.1.9.3")
+            if len(content_types) != 1 or content_types[0].dotted != signed.content_type:  # type: ignore[attr-defined]
+                raise SignatureError("the contentType attribute does not match the content")
+            digests = _attribute(signer, "1.2.840.113549.1.9.4")
+            if len(digests) != 1:
+                raise SignatureError("the messageDigest attribute is missing")
+            if digests[0].native != digest(digest_name, signed.content):  # type: ignore[attr-defined]
+                raise SignatureError(f"messageDigest is not the {digest_name} of the content")
+            what = f"signed attributes (messageDigest {digest_name} matches)"
+        signature = signer["signature"].native
+        algorithm = verify_signature(
+            certificate.public_key,
+            signer["signature_algorithm"],
+            signature,
+            to_verify,
+            digest_name=digest_name,
+        )
     return f"{algorithm} over the {what}"
 
 
@@ -338,8 +399,20 @@ def verify_signature(
 
     ``digest_name`` is the hash to use when the algorithm identifier does not name one
     (``rsaEncryption``, ``id-ecPublicKey``): a SignerInfo's digest algorithm. Raises
-    :class:`SignatureError` when the signature is wrong or the algorithm unsupported.
+    :class:`SignatureError` when the signature is wrong or the algorithm unsupported, and
+    nothing else, however malformed the key, the identifier or the signature.
     """
+    with reading(SignatureError, "the signature cannot be checked"):
+        return _verify_signature(public_key, algorithm, signature, data, digest_name)
+
+
+def _verify_signature(
+    public_key: keys.PublicKeyInfo,
+    algorithm: algos.SignedDigestAlgorithm,
+    signature: bytes,
+    data: bytes,
+    digest_name: str | None,
+) -> str:
     oid = algorithm["algorithm"].dotted
     key = _public_key(public_key)
     try:

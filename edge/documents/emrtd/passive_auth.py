@@ -198,15 +198,14 @@ def encode_master_list(
 
 
 def parse_master_list(data: bytes) -> tuple[cms.SignedContent, tuple[x509.Certificate, ...]]:
-    """The CMS structure and the CSCA certificates of a master list; nothing is verified."""
-    try:
+    """The CMS structure and the CSCA certificates of a master list; nothing is verified.
+
+    :class:`MasterListError`, and nothing else, for bytes that are not one.
+    """
+    with cms.reading(MasterListError, "not a CSCA master list"):
         signed = cms.parse_signed_data(data, ID_CSCA_MASTER_LIST)
         parsed = _CscaMasterList.load(signed.content, strict=True)
-        certificates = tuple(parsed["cert_list"])
-        for certificate in certificates:
-            certificate.native  # noqa: B018 - parse everything now
-    except (cms.CmsError, ValueError, TypeError, KeyError) as error:
-        raise MasterListError(f"not a CSCA master list: {error}") from None
+        certificates = tuple(cms.load_certificate(c) for c in parsed["cert_list"])
     return signed, certificates
 
 
@@ -313,7 +312,8 @@ class CscaStore:
         """
         when = _utc(at)
         signed, certificates = parse_master_list(data)
-        signer = cms.signer_certificate(signed)
+        with cms.reading(MasterListError, "the master list's signer"):
+            signer = cms.signer_certificate(signed)
         if signer is None:
             raise MasterListError("the master list does not embed its signer's certificate")
         try:
@@ -365,11 +365,10 @@ class CscaStore:
         Raises :class:`~.cms.CmsError` when the bytes are not a CRL and
         :class:`~.cms.SignatureError` when no stored CSCA signed it.
         """
-        try:
+        with cms.reading(cms.CmsError, "not a DER CRL"):
             parsed = crl.CertificateList.load(bytes(data), strict=True)
             parsed.native  # noqa: B018 - parse everything now
-        except (ValueError, TypeError) as error:
-            raise cms.CmsError(f"not a DER CRL: {error}") from None
+            parsed.issuer.hashable  # noqa: B018
         tbs = parsed["tbs_cert_list"]
         for issuer in self._by_subject.get(parsed.issuer.hashable, []):
             try:

@@ -102,7 +102,7 @@ class SecurityObject:
     @classmethod
     def parse(cls, data: bytes) -> SecurityObject:
         """Parse a DER ``LDSSecurityObject``; :class:`SodError` if it is not one."""
-        try:
+        with cms.reading(SodError, "malformed LDSSecurityObject"):
             parsed = _LdsSecurityObject.load(data, strict=True)
             name = cms.hash_algorithm_name(parsed["hash_algorithm"])
             hashes: dict[int, bytes] = {}
@@ -122,10 +122,6 @@ class SecurityObject:
                 lds_version = info["lds_version"].native
                 unicode_version = info["unicode_version"].native
             return cls(name, hashes, parsed["version"].native, lds_version, unicode_version)
-        except SodError:
-            raise
-        except (cms.CmsError, ValueError, TypeError, KeyError) as error:
-            raise SodError(f"malformed LDSSecurityObject: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -148,15 +144,15 @@ class Sod:
 def parse_sod(data: bytes) -> Sod:
     """Parse EF.SOD's bytes (tag ``77``); raise :class:`SodError`, and nothing else, on error.
 
-    No signature is checked here (that is :func:`~.passive_auth.verify`'s job).
+    No signature is checked here (that is :func:`~.passive_auth.verify`'s job), but every part
+    is read, the embedded certificates included, so that a malformed one fails here and not in
+    the middle of a verification.
     """
-    try:
+    with cms.reading(SodError, "EF.SOD"):
         wrapped = tlv.decode_one(data, LdsFile.SOD.tag)
         signed = cms.parse_signed_data(wrapped.value, ID_LDS_SECURITY_OBJECT)
-    except (tlv.TlvError, cms.CmsError) as error:
-        raise SodError(f"EF.SOD: {error}") from None
-    security_object = SecurityObject.parse(signed.content)
-    return Sod(security_object, signed, cms.signer_certificate(signed))
+        security_object = SecurityObject.parse(signed.content)
+        return Sod(security_object, signed, cms.signer_certificate(signed))
 
 
 def build_sod(
