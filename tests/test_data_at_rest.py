@@ -7,6 +7,7 @@ gives (022): the modes are set by the code, the umask is only a second line of d
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -22,11 +23,13 @@ from console.records import classify
 from console.store import Store
 from console.store.admin import backup
 from edge.agent.agent import Agent
+from edge.agent.commands import CommandRunner, ping_action
 from edge.agent.config import load_config
+from edge.lane.reviews import ReviewItem, ReviewQueue
 from edge.uplink import Outbox
 from harness.console import crossing
 from mqtt_schemas import topics
-from mqtt_schemas.envelope import SystemClock
+from mqtt_schemas.envelope import ClockReading, ClockState, SystemClock
 
 KIOSK = """
 [agent]
@@ -128,3 +131,111 @@ def test_the_console_database_its_backup_and_exports_are_private(open_umask, tmp
         store.close()
     assert {"console.db", "console.db-wal", "backup.db", "crossings.csv"} <= set(found)
     assert loose(found, tmp_path / "console") == {}
+
+
+# -- retention by a measure no clock jump stretches ------------------------------------------
+
+DAY_S = 86_400
+YEAR_MS = 365 * DAY_S * 1000
+NOW_MS = 1_795_000_000_000  # the true time of the test (2026-11)
+
+
+class BootClock:
+    """``CLOCK_BOOTTIME`` as the test moves it (a new instance: the kiosk rebooted)."""
+
+    def __init__(self) -> None:
+        self.seconds = 5.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+class WallClock:
+    """A wall clock (the contract's :class:`Clock`) the test sets, a year wrong if it likes."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def read(self) -> ClockReading:
+        moment = dt.datetime.fromtimestamp(self.ms / 1000, dt.UTC)
+        return ClockReading(moment, ClockState(True, "ntp", None))
+
+
+def referred(crossing_id: str, created_ms: int) -> ReviewItem:
+    return ReviewItem(
+        crossing_id,
+        created_ms,
+        "lane-1",
+        "normal",
+        ("watchlist-refer",),
+        {"kind": "cbic", "issuing_state": "BLZ"},
+        {"traveller": {"surname": "CASTILLO", "document_number": "CB4410275"}},
+        "open",
+    )
+
+
+@pytest.mark.parametrize("skew_ms", [YEAR_MS, -YEAR_MS], ids=["year-ahead", "year-behind"])
+def test_a_review_item_is_cleared_within_its_retention_whatever_the_clock_said(tmp_path, skew_ms):
+    """The clock is a year wrong when the traveller is referred, then corrected; the kiosk runs
+    on and restarts (a reboot) half-way: the identity is gone once the retention has passed."""
+    path = tmp_path / "kiosk.db"
+    boot = BootClock()
+    outbox = Outbox(path, "kiosk-bz-rest", SystemClock(), uptime=boot)
+    ReviewQueue(outbox, retention_s=DAY_S)
+    with outbox.transaction() as tx:
+        ReviewQueue.insert(tx, referred("c-1", NOW_MS + skew_ms))
+    boot.seconds += DAY_S / 2
+    outbox.close()
+
+    boot = BootClock()  # a reboot: the boot clock starts again, the lifetime goes on
+    outbox = Outbox(path, "kiosk-bz-rest", SystemClock(), uptime=boot)
+    try:
+        queue = ReviewQueue(outbox, retention_s=DAY_S)
+        boot.seconds += DAY_S / 2 - 60
+        queue.purge(now_ms=NOW_MS + (DAY_S - 60) * 1000)
+        kept = queue.get("c-1").personal is not None
+        assert kept == (skew_ms > 0)  # a clock behind only clears it sooner
+        boot.seconds += 120
+        queue.purge(now_ms=NOW_MS + (DAY_S + 60) * 1000)
+        assert queue.get("c-1").personal is None
+    finally:
+        outbox.close()
+
+
+def test_the_lifetime_survives_a_kill_losing_only_the_time_since_the_last_commit(tmp_path):
+    path = tmp_path / "kiosk.db"
+    boot = BootClock()
+    outbox = Outbox(path, "kiosk-bz-rest", SystemClock(), uptime=boot)
+    boot.seconds += 3600
+    outbox.next_session()  # a commit: an hour of lifetime on disk
+    boot.seconds += 600  # ... and ten minutes that a kill -9 loses (no close)
+    again = Outbox(path, "kiosk-bz-rest", SystemClock(), uptime=BootClock())
+    try:
+        assert again.lifetime_ms() == 3600 * 1000
+    finally:
+        again.close()
+        outbox.close()
+
+
+def test_command_ids_are_kept_for_their_window_whatever_the_clock_says(tmp_path):
+    """A redelivered command finds its stored answer however the wall clock jumped (it must not
+    run twice), and ids leave after the window of the kiosk running."""
+    boot = BootClock()
+    clock = WallClock(NOW_MS)
+    outbox = Outbox(tmp_path / "kiosk.db", "kiosk-bz-rest", clock, uptime=boot)
+    runner = CommandRunner(outbox, {"ping": ping_action()}, clock, retention_s=DAY_S)
+    try:
+        # the private pair that a delivered command goes through: claim its id, store the answer
+        assert runner._claim("cmd-1", "ping") is None
+        runner._finish("cmd-1", {"command_id": "cmd-1", "status": "ok"})
+        for jump_ms in (YEAR_MS, -YEAR_MS):
+            clock.ms = NOW_MS + jump_ms
+            boot.seconds += 3600
+            assert runner._claim(f"cmd-{jump_ms}", "ping") is None  # prunes, then claims
+            assert runner._claim("cmd-1", "ping") == {"command_id": "cmd-1", "status": "ok"}
+        boot.seconds += DAY_S
+        runner._claim("cmd-late", "ping")
+        ids = {row[0] for row in outbox.query("SELECT command_id FROM agent_commands")}
+        assert "cmd-1" not in ids and "cmd-late" in ids
+    finally:
+        outbox.close()

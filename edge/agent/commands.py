@@ -29,7 +29,11 @@ At most once
     run, also after the agent restarted. A row still ``running`` when the agent starts belongs
     to an agent that stopped mid-action: it is answered ``failed`` (interrupted), never re-run.
     Rows are pruned after ``retention_s`` (7 days: longer than the broker keeps a session's
-    queue, so a redelivery always finds its row) and beyond ``max_rows``.
+    queue, so a redelivery always finds its row) and beyond ``max_rows``. Their age is the
+    kiosk database's lifetime (:meth:`~edge.uplink.Outbox.lifetime_ms`), not the wall clock:
+    a clock that jumps a year ahead must not forget every id at once (a redelivered
+    agent-restart would run twice), nor one set back keep rows beyond ``max_rows``' bound.
+    Time switched off does not count: a row outlives the broker's queue all the more.
 
 Offline
     A result is stored before it is sent. When :meth:`Uplink.publish_now` raises
@@ -107,8 +111,9 @@ _SCHEMA = (
         name TEXT NOT NULL,
         state TEXT NOT NULL,           -- running, done
         answer TEXT,                   -- JSON: the command-result body (no envelope), once done
-        received_ms INTEGER NOT NULL,  -- for pruning
-        sent_ms INTEGER                -- when the answer last reached the broker, NULL: to send
+        received_ms INTEGER NOT NULL,  -- wall clock, for people reading the table
+        sent_ms INTEGER,               -- when the answer last reached the broker, NULL: to send
+        received_life_ms INTEGER       -- the kiosk database's lifetime at receipt, for pruning
     )""",
     "CREATE INDEX IF NOT EXISTS agent_commands_unsent ON agent_commands (received_ms) "
     "WHERE sent_ms IS NULL AND state = 'done'",
@@ -161,6 +166,10 @@ class CommandRunner:
         with outbox.transaction() as tx:
             for statement in _SCHEMA:
                 tx.execute(statement)
+            columns = {row[1] for row in tx.execute("PRAGMA table_info(agent_commands)")}
+            if "received_life_ms" not in columns:  # a kiosk database from before the lifetime
+                tx.execute("ALTER TABLE agent_commands ADD COLUMN received_life_ms INTEGER")
+                tx.execute("UPDATE agent_commands SET received_life_ms = ?", (tx.lifetime_ms(),))
             interrupted = tx.execute(
                 "SELECT command_id, name FROM agent_commands WHERE state = 'running'"
             ).fetchall()
@@ -326,11 +335,11 @@ class CommandRunner:
                 # Its first delivery is still running (in another task): that answer follows.
                 return _error(command_id, "busy", f"{name} is still running; its answer follows")
             tx.execute(
-                "INSERT INTO agent_commands (command_id, name, state, received_ms) "
-                "VALUES (?, ?, 'running', ?)",
-                (command_id, name, now_ms),
+                "INSERT INTO agent_commands (command_id, name, state, received_ms, "
+                "received_life_ms) VALUES (?, ?, 'running', ?, ?)",
+                (command_id, name, now_ms, tx.lifetime_ms()),
             )
-            self._prune(tx, now_ms)
+            self._prune(tx)
         return None
 
     def _finish(self, command_id: str, answer: dict[str, Any]) -> None:
@@ -347,14 +356,14 @@ class CommandRunner:
                 (_now_ms(self.clock), command_id),
             )
 
-    def _prune(self, tx: Any, now_ms: int) -> None:
+    def _prune(self, tx: Any) -> None:
         tx.execute(
-            "DELETE FROM agent_commands WHERE state = 'done' AND received_ms < ?",
-            (now_ms - int(self.retention_s * 1000),),
+            "DELETE FROM agent_commands WHERE state = 'done' AND received_life_ms < ?",
+            (tx.lifetime_ms() - int(self.retention_s * 1000),),
         )
-        tx.execute(
+        tx.execute(  # rowid: the order of receipt, whatever the clock said
             "DELETE FROM agent_commands WHERE state = 'done' AND command_id NOT IN "
-            "(SELECT command_id FROM agent_commands ORDER BY received_ms DESC LIMIT ?)",
+            "(SELECT command_id FROM agent_commands ORDER BY rowid DESC LIMIT ?)",
             (self.max_rows,),
         )
 

@@ -14,6 +14,13 @@ Retention of personal data (review items hold the traveller's identity and the h
 - that remainder is deleted by :meth:`ReviewQueue.purge` once the decision record has left the
   outbox (the console acked it and the uplink purged it).
 
+Age is measured twice, and an item is past its retention when **either** measure says so: by
+the wall clock (``created_ms``), which keeps counting while the kiosk is switched off, and by
+the kiosk database's lifetime (``created_life_ms``, :meth:`~edge.uplink.Outbox.lifetime_ms`),
+which no clock jump can stretch. A clock that ran a year ahead when the item was written (so
+its wall-clock age stays negative after the correction) still sees it purged after
+``review_retention_s`` of the kiosk running; a clock that ran behind only purges it sooner.
+
 The traveller data sent to the console travels in the ``screening-hit`` record, which the
 outbox keeps until acked, like any record.
 """
@@ -47,7 +54,8 @@ CREATE TABLE IF NOT EXISTS lane_reviews (
     personal TEXT,                 -- JSON: traveller identity and hits, NULL once cleared
     status TEXT NOT NULL,          -- open, escalated, accepted, denied
     decisions TEXT NOT NULL,       -- JSON list of officer decisions taken on it
-    last_decision_id TEXT          -- the record id of the latest decision
+    last_decision_id TEXT,         -- the record id of the latest decision
+    created_life_ms INTEGER        -- the kiosk database's lifetime when written (retention)
 );
 """
 
@@ -130,6 +138,11 @@ class ReviewQueue:
             for statement in LANE_SCHEMA.split(";"):
                 if statement.strip():
                     tx.execute(statement)
+            columns = {row[1] for row in tx.execute("PRAGMA table_info(lane_reviews)")}
+            if "created_life_ms" not in columns:  # a kiosk database from before the lifetime
+                tx.execute("ALTER TABLE lane_reviews ADD COLUMN created_life_ms INTEGER")
+                # their lifetime age starts now: retention at most review_retention_s from here
+                tx.execute("UPDATE lane_reviews SET created_life_ms = ?", (tx.lifetime_ms(),))
 
     # -- inside the lane's transaction --------------------------------------------------------
 
@@ -148,7 +161,8 @@ class ReviewQueue:
     @staticmethod
     def insert(tx: Any, item: ReviewItem) -> None:
         tx.execute(
-            f"INSERT INTO lane_reviews ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO lane_reviews ({_COLUMNS}, created_life_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.crossing_id,
                 item.created_ms,
@@ -159,6 +173,7 @@ class ReviewQueue:
                 None if item.personal is None else json.dumps(item.personal, ensure_ascii=False),
                 item.status,
                 json.dumps([dict(d) for d in item.decisions]),
+                tx.lifetime_ms(),
             ),
         )
 
@@ -224,14 +239,17 @@ class ReviewQueue:
         return [_item(row) for row in rows]
 
     def purge(self, now_ms: int | None = None) -> int:
-        """Apply the retention rule (module docstring); return how many items were deleted."""
+        """Apply the retention rule (module docstring); return how many items were deleted.
+
+        *now_ms* is the wall clock (default: now); the lifetime is the outbox's.
+        """
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        cutoff = now_ms - int(self.retention_s * 1000)
+        retention_ms = int(self.retention_s * 1000)
         with self.outbox.transaction() as tx:
             tx.execute(
-                "UPDATE lane_reviews SET personal = NULL "
-                "WHERE personal IS NOT NULL AND created_ms < ?",
-                (cutoff,),
+                "UPDATE lane_reviews SET personal = NULL WHERE personal IS NOT NULL "
+                "AND (created_ms < ? OR coalesce(created_life_ms, 0) < ?)",
+                (now_ms - retention_ms, tx.lifetime_ms() - retention_ms),
             )
             deleted = tx.execute(
                 "DELETE FROM lane_reviews WHERE status IN ('accepted', 'denied') "

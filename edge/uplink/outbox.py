@@ -41,6 +41,15 @@ Full disk (policy)
     free space falls below ``alarm_free_bytes``; at about 1 KiB a record, the default 512 MiB
     budget holds some 500,000 crossings, months of a busy lane.
 
+Lifetime (a clock no clock jump can stretch)
+    :meth:`Outbox.lifetime_ms` is how long this kiosk database has been in use: milliseconds of
+    ``CLOCK_BOOTTIME`` (monotonic, counting suspend) accumulated over every run, kept in
+    ``uplink_counters`` and written with every commit and on close. Wall time may jump a year
+    either way (a bad RTC, a wrong NTP server, a technician); this does not. Retention of
+    personal data (:mod:`edge.lane.reviews`) and the command ids' window
+    (:mod:`edge.agent.commands`) are measured with it. A kill -9 loses only the time since the
+    last commit (the agent's housekeeping commits at least every 10 minutes).
+
 Threads
     Writes go through one connection, guarded by a lock: the lane calls :meth:`transaction` on
     its own thread (the event loop is fine: a commit is one fsync), the uplink calls
@@ -162,6 +171,10 @@ class Transaction:
         self.records: list[Record] = []
         self._bytes = 0
 
+    def lifetime_ms(self) -> int:
+        """:meth:`Outbox.lifetime_ms`: to stamp a row with a clock-jump-proof age."""
+        return self._outbox.lifetime_ms()
+
     def execute(
         self, sql: str, parameters: Iterable[Any] | Mapping[str, Any] = ()
     ) -> sqlite3.Cursor:
@@ -233,6 +246,7 @@ class Outbox:
         limits: OutboxLimits | None = None,
         *,
         disk_free: Callable[[Path], int] | None = None,
+        uptime: Callable[[], float] | None = None,
     ) -> None:
         self.path = Path(path)
         self.device_id = topics.check_device_id(device_id)
@@ -265,6 +279,9 @@ class Outbox:
                 "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
                 (top,),
             )
+            (lifetime,) = connection.execute(
+                "SELECT coalesce(max(value), 0) FROM uplink_counters WHERE name = 'lifetime_ms'"
+            ).fetchone()
             connection.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             connection.close()
@@ -281,6 +298,9 @@ class Outbox:
         self._read_lock = threading.Lock()
         self._depth = depth
         self._bytes = size + depth * RECORD_OVERHEAD
+        self._uptime = uptime or _boot_time
+        self._lifetime_base = lifetime
+        self._lifetime_start = self._uptime()
 
     # -- the lane's side ----------------------------------------------------------------------
 
@@ -308,6 +328,18 @@ class Outbox:
         with self._lock:
             return self._connection.execute(sql, parameters).fetchall()
 
+    def lifetime_ms(self) -> int:
+        """Milliseconds this kiosk database has been in use, over every run (module docs)."""
+        return self._lifetime_base + int((self._uptime() - self._lifetime_start) * 1000)
+
+    def _keep_lifetime(self) -> None:
+        """Write :meth:`lifetime_ms` in the open transaction (never lowering it)."""
+        self._connection.execute(
+            "INSERT INTO uplink_counters (name, value) VALUES ('lifetime_ms', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+            (self.lifetime_ms(),),
+        )
+
     @staticmethod
     def new_id() -> str:
         """A new record id (UUIDv7), for a record that others name before it is enqueued."""
@@ -324,6 +356,7 @@ class Outbox:
             tx = Transaction(self)
             try:
                 yield tx
+                self._keep_lifetime()
                 connection.execute("COMMIT")
             except BaseException as exc:
                 if connection.in_transaction:
@@ -362,7 +395,9 @@ class Outbox:
     def counters(self) -> dict[str, int]:
         """The persistent counters: ``seq`` (last handed out) and ``session``."""
         with self._lock:
-            rows = self._connection.execute("SELECT name, value FROM uplink_counters").fetchall()
+            rows = self._connection.execute(
+                "SELECT name, value FROM uplink_counters WHERE name IN ('seq', 'session')"
+            ).fetchall()
         return {"seq": 0, "session": 0, **dict(rows)}
 
     def advance_counters(self, *, seq: int = 0, session: int = 0) -> None:
@@ -383,6 +418,7 @@ class Outbox:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._keep_lifetime()
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -509,6 +545,11 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock, self._read_lock:
+            # commits the lifetime; on a full disk (or closed twice) minutes of it are lost
+            with contextlib.suppress(sqlite3.Error):
+                if not self._connection.in_transaction:
+                    with self._own_transaction():
+                        pass
             self._reader.close()
             if self._aux is not None:
                 self._aux.close()
@@ -550,6 +591,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA busy_timeout = 10000")
     connection.execute("PRAGMA synchronous = FULL")
     return connection
+
+
+def _boot_time() -> float:
+    """Seconds of ``CLOCK_BOOTTIME``: monotonic, and counting time suspended (unlike
+    ``time.monotonic``); where the platform lacks it, ``time.monotonic``."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else time.monotonic()
 
 
 def _disk_full(exc: sqlite3.OperationalError) -> bool:
