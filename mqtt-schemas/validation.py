@@ -1,14 +1,20 @@
-"""Validate payloads against the JSON Schemas in ``schemas/``.
+"""Read JSON as the contract means it, and validate payloads against the schemas in ``schemas/``.
 
 Schemas are draft 2020-12 files named ``<name>.v<version>.json``; a payload names the version it
 follows in its ``schema`` field (``"crossing@1"``), so several versions of one payload can be on
 the wire while a fleet upgrades. Every schema is loaded and compiled once, on first use.
+
+:func:`parse_json` is the one reader of JSON from outside (MQTT payloads, delta chunks): it
+raises :class:`JsonError`, and nothing else, for anything that is not JSON (RFC 8259) as both
+sides can use it, which Python's :mod:`json` is more lenient than.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
@@ -16,7 +22,114 @@ from typing import Any
 
 import jsonschema_rs
 
-from .errors import PayloadError
+from .errors import ContractError, PayloadError
+
+MAX_DEPTH = 64
+"""How deeply arrays and objects may nest in JSON from outside. No payload of the contract
+comes close (a crossing nests 4 levels, a delta chunk 5); the limit keeps every reader of a
+parsed value (the canonical encoding, the schema validator, ``json.dumps``) far from Python's
+recursion limit, which a 1,000-deep array reaches."""
+
+
+class JsonError(ContractError):
+    """Text that is not JSON as the contract means it. The message is one line and quotes
+    nothing from the text (it may be a name or a document number)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON, but no double holds it
+        raise JsonError("a number beyond the range of a double")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+# A JSON string may escape any UTF-16 code unit, so "\ud800" reads as a lone surrogate: not a
+# character, and UTF-8 cannot encode it (neither database stores it, the validator refuses it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """The value of one JSON text from outside, or :class:`JsonError` and nothing else.
+
+    Refused, each with a one-line reason: bytes that are not UTF-8; text that is not JSON;
+    ``NaN``, ``Infinity`` and numbers beyond a double (Python's :mod:`json` reads them);
+    integers of more digits than Python converts (4,300); a lone surrogate, escaped or not;
+    arrays and objects nested deeper than ``max_depth``.
+
+    >>> parse_json(b'{"a": [1, 2.5, null]}')
+    {'a': [1, 2.5, None]}
+    >>> parse_json(b"[NaN]")
+    Traceback (most recent call last):
+    mqtt_schemas.validation.JsonError: NaN is not a JSON number
+    """
+    if isinstance(data, str):
+        text = data
+        if _SURROGATE.search(text):
+            raise JsonError("a lone surrogate is not text")
+    else:
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonError(f"not UTF-8: byte {exc.start} ({exc.reason})") from None
+    try:
+        value = _DECODER.decode(text)
+    except JsonError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise JsonError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # the C scanner stops at Python's recursion limit, cleanly
+        raise JsonError(f"nested deeper than {max_depth} levels") from None
+    except ValueError:  # the scanner's only other one: int() refuses that many digits
+        limit = sys.get_int_max_str_digits()
+        raise JsonError(f"an integer of more than {limit} digits") from None
+    # Each walk below costs a pass over the value (about as long as the parse): only when the
+    # text could need it.
+    if text.count("[") + text.count("{") > max_depth and _too_deep(value, max_depth):
+        raise JsonError(f"nested deeper than {max_depth} levels")
+    if _SURROGATE_ESCAPE.search(text) and _holds_surrogate(value):
+        raise JsonError("a \\u escape of a lone surrogate")
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """Whether arrays and objects nest deeper than ``max_depth`` in ``value``: level by level,
+    iteratively (the value may nest as deep as the scanner allowed)."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
+    return False
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """Whether a string in ``value``, or a key, holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)  # the keys
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            return True
+    return False
+
 
 _FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)\.v(?P<version>[0-9]+)\.json$")
 _SCHEMA_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9-]*)@(?P<version>[0-9]+)$")
