@@ -68,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .errors import ContractError
 from .identifiers import COUNTRY, DOCUMENT_NUMBER, KEY_ID, NAME
+from .validation import parse_json
 
 __all__ = [
     "CHUNK_SCHEMA",
@@ -501,7 +502,7 @@ def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, parse_json(line)
         except ValueError as exc:
             yield number, ValueError(f"not JSON ({exc})")
 
@@ -538,7 +539,7 @@ def read_changes(stream: IO[bytes], source: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            change = json.loads(line)
+            change = parse_json(line)
         except ValueError as exc:
             raise WatchlistError(
                 "bad-line", f"{source}:{number}: not a JSON change ({exc})"
