@@ -82,7 +82,7 @@ def parse_json(data: bytes | bytearray | memoryview | str, *, max_depth: int = M
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
-        raise JsonError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise JsonError(str(exc)) from None  # "Expecting value: line 1 column 5 (char 4)"
     except RecursionError:  # the C scanner stops at Python's recursion limit, cleanly
         raise JsonError(f"nested deeper than {max_depth} levels") from None
     except ValueError:  # the scanner's only other one: int() refuses that many digits
