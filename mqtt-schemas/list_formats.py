@@ -50,7 +50,6 @@ from __future__ import annotations
 import datetime
 import functools
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ import defusedxml.ElementTree
 import pycountry
 
 from .identifiers import NAME
+from .validation import parse_json
 from .watchlist import (
     ENTRY_ID,
     WatchlistError,
@@ -696,12 +696,7 @@ def read_ftm(stream: IO[bytes], source: str) -> Iterator[ListEvent]:
             yield ListEvent(where, error=FtMListError("bad-record", where, problem))
             continue
         try:
-            entity = json.loads(line)
-        except UnicodeDecodeError as exc:
-            yield ListEvent(
-                where, error=FtMListError("bad-record", where, f"not UTF-8 ({exc.reason})")
-            )
-            continue
+            entity = parse_json(line)  # JsonError, a ValueError, says "not UTF-8" too
         except ValueError as exc:
             yield ListEvent(where, error=FtMListError("bad-record", where, f"not JSON ({exc})"))
             continue
