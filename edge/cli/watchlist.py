@@ -30,6 +30,7 @@ from edge.screening.importers import import_files
 from edge.screening.matcher import DEFAULT_THRESHOLD, Query, QueryError, Screener
 from edge.screening.store import StoreError, WatchlistStore
 from mqtt_schemas.list_formats import FORMATS
+from mqtt_schemas.validation import parse_json
 from mqtt_schemas.watchlist import (
     MAX_CHUNK_CHANGES,
     WatchlistError,
@@ -92,7 +93,7 @@ def _json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, parse_json(line)
             except ValueError as exc:
                 raise Failed(f"{path}:{number}: not a JSON {what} ({exc})") from None
     finally:
