@@ -53,7 +53,6 @@ import contextlib
 import datetime as dt
 import enum
 import functools
-import json
 import logging
 import math
 import random
@@ -70,6 +69,7 @@ from paho.mqtt.properties import Properties
 from mqtt_schemas import PayloadError, TopicError, topics, validate
 from mqtt_schemas.envelope import Clock, format_time
 from mqtt_schemas.health import component_entry
+from mqtt_schemas.validation import JsonError, parse_json
 
 from .config import UplinkConfig
 from .errors import NotConnected, UplinkError
@@ -552,7 +552,7 @@ class Uplink:
             log.warning("uplink: dropped a message on %s, which it does not subscribe to", topic)
             return
         try:
-            payload = json.loads(message.payload)
+            payload = parse_json(message.payload)
             validate(spec.schema, payload)
         except PayloadError as exc:
             log.warning("uplink: dropped an invalid payload on %s: %s", topic, _safe_reason(exc))
@@ -693,8 +693,8 @@ def _safe_reason(exc: PayloadError) -> str:
 
 
 def _kind(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON at byte {exc.pos}"
+    if isinstance(exc, JsonError):  # one line, no value from the payload
+        return str(exc)
     return type(exc).__name__
 
 
