@@ -295,9 +295,19 @@ def _most_specific(error: jsonschema_rs.ValidationError) -> jsonschema_rs.Valida
 
 
 def _shorten(text: str, limit: int) -> str:
-    """*text* cut to *limit* characters: a 32 KiB PEM must not flood a log line."""
+    """*text* cut to *limit* characters, on one line: a 32 KiB PEM must not flood a log line,
+    and a value or a key with a line break must not start a line of its own."""
+    text = _printable(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _escape(part: object) -> str:
-    return str(part).replace("~", "~0").replace("/", "~1")
+    """One JSON Pointer reference token, printable (a key may hold a line break)."""
+    return _printable(str(part).replace("~", "~0").replace("/", "~1"))
+
+
+def _printable(text: str) -> str:
+    """*text* with line breaks, other control characters and lone surrogates as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
