@@ -73,6 +73,12 @@ HOUSEKEEPING_S = 600.0
 """How often the lane's review queue is purged of personal data past its retention."""
 SECTIONS = tuple(f.name for f in dataclasses.fields(AgentConfig) if f.name != "path")
 """The configuration's tables, compared on config-reload."""
+REFUSED = {
+    "disk": "storage full: new crossings refused, travellers referred to an officer",
+    "budget": "outbox full (unacked records): new crossings refused, travellers referred to an "
+    "officer",
+}
+"""The heartbeat's ``lane`` detail while the outbox refuses records (:meth:`Outbox.refusal`)."""
 RESTART_DELAY_S = 0.5
 """After answering agent-restart or config-reload: time for the answer to leave."""
 
@@ -364,6 +370,10 @@ class Agent:
             uplink_fields = {"session": 0, "outbox": self.outbox.stats().to_health()}
             uplink_fields["last_ack"] = None
         components = self.supervisor.components()
+        refused = self.outbox.refusal()
+        if refused is not None and components["lane"]["state"] == "ok":
+            # the lane serves, but every traveller goes to an officer: say why, plainly
+            components["lane"] = component_entry("degraded", datetime.now(UTC), REFUSED[refused])
         components["watchlist"] = self.sync.component()
         return heartbeat(
             agent_version=self.agent_version,

@@ -41,6 +41,21 @@ Full disk (policy)
     free space falls below ``alarm_free_bytes``; at about 1 KiB a record, the default 512 MiB
     budget holds some 500,000 crossings, months of a busy lane.
 
+    A disk filled by something else (logs, another program) leaves no room even to delete: in
+    WAL mode a DELETE appends pages to the WAL first, and SQLite answers "database or disk is
+    full", so acked records could never be purged and the outbox could never drain. So the
+    outbox keeps a **ballast**: ``kiosk.db.reserve`` (0600; a quarter of
+    ``reserve_free_bytes``, 1 to 4 MiB), allocated when there is room. When a purge or a
+    counter write finds the disk full, the ballast is deleted and the write tried again (and
+    the WAL checkpointed and truncated, giving its pages back). The room a delete needs is the
+    WAL's growth plus what a checkpoint adds to the database file (the pages only in the WAL
+    so far); the WAL is checkpointed every :data:`WAL_CHECKPOINT_PAGES` pages (256 KiB) to keep
+    the second small, so 1 MiB covers both for a purge of some 1,000 records. While the
+    ballast is missing, its size counts as used: new records are refused (reason ``disk``)
+    until the file system has room for the ballast and the reserve again, when it is
+    allocated anew and the lane records again. :meth:`Outbox.refusal` says whether, and why,
+    a record would be refused now (the agent shows it in the heartbeat's ``lane`` component).
+
 Lifetime (a clock no clock jump can stretch)
     :meth:`Outbox.lifetime_ms` is how long this kiosk database has been in use: milliseconds of
     ``CLOCK_BOOTTIME`` (monotonic, counting suspend) accumulated over every run, kept in
@@ -94,6 +109,14 @@ __all__ = [
 
 RECORD_OVERHEAD = 96
 """Bytes counted per record beside its payload: the row, its id index entry, page slack."""
+TYPICAL_RECORD = 4096
+"""A crossing with its hits, about: what :meth:`Outbox.refusal` checks the budget against."""
+BALLAST_MIN = 1024 * 1024
+BALLAST_MAX = 4 * 1024 * 1024
+"""Bounds of the ballast file (module docs: Full disk); a quarter of the reserve between them."""
+WAL_CHECKPOINT_PAGES = 64
+"""SQLite's automatic checkpoint, in WAL pages (its default: 1000): what the database file may
+still have to grow by when the disk fills is kept small (module docs: Full disk)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uplink_outbox (
@@ -299,6 +322,10 @@ class Outbox:
         self._depth = depth
         self._bytes = size + depth * RECORD_OVERHEAD
         self._uptime = uptime or _boot_time
+        self.ballast_path = self.path.with_name(self.path.name + ".reserve")
+        self.ballast_bytes = min(BALLAST_MAX, max(BALLAST_MIN, self.limits.reserve_free_bytes // 4))
+        self._ballast = False
+        self._restore_ballast()
         self._lifetime_base = lifetime
         self._lifetime_start = self._uptime()
 
@@ -384,13 +411,19 @@ class Outbox:
         The seq is committed before this returns, so it is never handed out twice, even if the
         message is then never sent (a gap in seq is normal for heartbeats: QoS 0 may lose them).
         """
-        with self._lock, self._own_transaction():
-            return self._stamp(schema_name, body, id)
+        with self._lock:
+            return self._with_room(
+                lambda: self._in_own_transaction(self._stamp, schema_name, body, id)
+            )
 
     def next_session(self) -> int:
         """Increment the availability session counter, commit (fsync) and return it."""
-        with self._lock, self._own_transaction():
-            return self._connection.execute(_BUMP, ("session",)).fetchone()[0]
+        with self._lock:
+            return self._with_room(
+                lambda: self._in_own_transaction(
+                    lambda: self._connection.execute(_BUMP, ("session",)).fetchone()[0]
+                )
+            )
 
     def counters(self) -> dict[str, int]:
         """The persistent counters: ``seq`` (last handed out) and ``session``."""
@@ -409,6 +442,10 @@ class Outbox:
                     "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
                     (name, value),
                 )
+
+    def _in_own_transaction(self, function: Callable[..., Any], *args: Any) -> Any:
+        with self._own_transaction():
+            return function(*args)
 
     @contextmanager
     def _own_transaction(self) -> Iterator[None]:
@@ -441,20 +478,83 @@ class Outbox:
         validate(schema_name, payload)
         return payload
 
+    # -- the ballast (module docs: Full disk) -------------------------------------------------
+
+    def _restore_ballast(self) -> None:
+        """Allocate the ballast if it is missing and the disk has room for it and the reserve."""
+        if self._ballast:
+            return
+        path = self.ballast_path
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size >= self.ballast_bytes:  # kept from the last run
+                self._ballast = True
+                return
+        if self._disk_free(self.path.parent) - self.ballast_bytes < self.limits.reserve_free_bytes:
+            return
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, self.ballast_bytes)  # real blocks, not a hole
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError:  # the space went meanwhile: try again later
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        self._ballast = True
+
+    def _release_ballast(self) -> bool:
+        """Delete the ballast to make room for a write the full disk refused; False if gone."""
+        if not self._ballast:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            self.ballast_path.unlink()
+        self._ballast = False
+        return True
+
+    def _with_room(self, write: Callable[[], Any]) -> Any:
+        """*write* (a whole transaction); on a full disk, release the ballast and retry once."""
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc) or not self._release_ballast():
+                raise
+        result = write()
+        with contextlib.suppress(sqlite3.Error):  # give the WAL's pages back to the disk
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return result
+
+    def _free_for_records(self) -> int:
+        """Free bytes as records may use them: a missing ballast's size counts as used."""
+        free = self._disk_free(self.path.parent)
+        return free if self._ballast else free - self.ballast_bytes
+
+    def refusal(self) -> str | None:
+        """Why a new record would be refused now (``budget`` or ``disk``), or None."""
+        with self._lock:
+            self._restore_ballast()
+            if self._bytes + TYPICAL_RECORD > self.limits.max_bytes:
+                return "budget"
+            if self._free_for_records() < self.limits.reserve_free_bytes:
+                return "disk"
+        return None
+
     def _check_room(self, adding: int) -> None:
         limits = self.limits
+        self._restore_ballast()
         if self._bytes + adding > limits.max_bytes:
             raise OutboxFull(
                 "budget",
                 f"outbox full: {self._bytes} of {limits.max_bytes} bytes held by {self._depth} "
                 "unacked records; refer travellers to an officer until the uplink drains it",
             )
-        free = self._disk_free(self.path.parent)
+        free = self._free_for_records()
         if free - adding < limits.reserve_free_bytes:
             raise OutboxFull(
                 "disk",
-                f"disk nearly full: {free} bytes free on {self.path.parent}, reserve is "
-                f"{limits.reserve_free_bytes}; refer travellers to an officer",
+                f"disk nearly full: {free} bytes free on {self.path.parent} for records, reserve "
+                f"is {limits.reserve_free_bytes}; refer travellers to an officer",
             )
 
     # -- the uplink's side --------------------------------------------------------------------
@@ -485,19 +585,24 @@ class Outbox:
         ids = list(dict.fromkeys(ids))
         if not ids:
             return 0
-        removed = 0
-        freed = 0
-        with self._lock, self._own_transaction():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._connection.execute(
-                    f"DELETE FROM uplink_outbox WHERE id IN ({marks}) RETURNING length(payload)",
-                    chunk,
-                ).fetchall()
-                removed += len(rows)
-                freed += sum(size for (size,) in rows) + len(rows) * RECORD_OVERHEAD
+
+        def delete() -> tuple[int, int]:
+            removed = freed = 0
+            with self._own_transaction():
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._connection.execute(
+                        f"DELETE FROM uplink_outbox WHERE id IN ({marks}) "
+                        "RETURNING length(payload)",
+                        chunk,
+                    ).fetchall()
+                    removed += len(rows)
+                    freed += sum(size for (size,) in rows) + len(rows) * RECORD_OVERHEAD
+            return removed, freed
+
         with self._lock:
+            removed, freed = self._with_room(delete)
             self._depth -= removed
             self._bytes -= freed
         return removed
@@ -512,11 +617,12 @@ class Outbox:
                 "SELECT created_ms FROM uplink_outbox ORDER BY seq LIMIT 1"
             ).fetchone()
         oldest = None if row is None else max(0.0, time.time() - row[0] / 1000)
+        refused = self.refusal()
         free = self._disk_free(self.path.parent)
         reasons = []
         if size >= limits.alarm_ratio * limits.max_bytes:
             reasons.append("budget")
-        if free < limits.alarm_free_bytes:
+        if free < limits.alarm_free_bytes or refused == "disk":
             reasons.append("disk")
         if oldest is not None and oldest > limits.alarm_age_s:
             reasons.append("age")
@@ -590,6 +696,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA busy_timeout = 10000")
     connection.execute("PRAGMA synchronous = FULL")
+    connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
     return connection
 
 
