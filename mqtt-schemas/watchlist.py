@@ -224,6 +224,8 @@ def signing_bytes(chunk: Mapping[str, Any]) -> bytes:
 
 
 def _fail(path: str, problem: str) -> WatchlistError:
+    if not path.isprintable():  # a key with a line break must not start a line of its own
+        path = path.encode("unicode_escape").decode("ascii")
     return WatchlistError("bad-entry", f"{path}: {problem}")
 
 
@@ -482,12 +484,22 @@ def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     if fmt == "csv":
         reader = csv.DictReader(text)
-        unknown = [c for c in reader.fieldnames or () if c not in LIST_CSV_COLUMNS]
-        if unknown:
-            yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
-            return
-        for row in reader:
-            yield reader.line_num, _csv_record(row)
+        try:
+            unknown = [c for c in reader.fieldnames or () if c not in LIST_CSV_COLUMNS]
+            if unknown:
+                yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
+                return
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # a field beyond the csv module's limit, say
+                    yield reader.line_num + 1, ValueError(f"not CSV ({exc})")
+                    continue
+                yield reader.line_num, _csv_record(row)
+        except UnicodeDecodeError as exc:
+            yield reader.line_num + 1, ValueError(f"not UTF-8 ({exc.reason})")
         return
     number = 0
     while True:
