@@ -30,6 +30,8 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mqtt_schemas.broker_access import service_client_id
+
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 """Nagle off. paho-mqtt leaves it on, and the worker writes small packets back to back (the
 PUBACKs of a batch, then its acks): with Nagle each ack waited for the TCP ack of the previous
@@ -81,6 +83,9 @@ def client(
 ) -> aiomqtt.Client:
     """A client that resumes the session *client_id* (``clean_start`` false) when it exists.
 
+    The id goes on the wire as :func:`mqtt_schemas.broker_access.service_client_id` makes it
+    (``console:`` in front unless it holds a ``:``), an id no kiosk can take.
+
     *receive_maximum* caps the QoS 1 messages the broker sends before we PUBACK them; with
     manual acks it bounds what one worker holds uncommitted. Received messages go to *inbox*
     when given (aiomqtt's ``queue_type``), so a consumer can take everything already received
@@ -92,7 +97,7 @@ def client(
     mqtt = aiomqtt.Client(
         endpoint.host,
         endpoint.port,
-        identifier=client_id,
+        identifier=service_client_id(client_id),
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=False,
         properties=properties,

@@ -1,36 +1,61 @@
-"""Mosquitto configuration and ACLs derived from the wire contract, and a way to run it.
+"""Mosquitto configuration and access rules derived from the wire contract, and a way to run it.
 
-The ACL is generated from :data:`mqtt_schemas.topics.CHANNELS`, so a channel added to the
-contract is confined the moment it exists. Kiosks authenticate with a client certificate whose
-common name is their device id (``use_identity_as_username``); each may write only the channels
-it publishes and read only the channels published for it, under its own device id::
+Two TLS listeners, told apart by the authority that issued the client's certificate
+(:mod:`provisioning.pki`):
 
-    pattern write borderlane/v1/devices/%u/crossings
-    pattern read  borderlane/v1/devices/%u/acks
+* the **device listener** (``tls_port``) accepts certificates of the device CA, checked against
+  its revocation list (``crlfile``, re-read on SIGHUP: :meth:`Mosquitto.reload`), and forces
+  each client's MQTT client id to its certificate's name (``use_username_as_clientid``), so
+  a kiosk can only be itself and can never take over another client's session;
+* the **service listener** (``service_port``) accepts certificates of the service CA (the
+  console), whose client ids are their own (several ingest workers share one identity).
 
-Console identities may read and write the whole tree.
+Access is decided by Mosquitto's dynamic-security plugin on both: every kiosk is a client with
+a role of its own whose entries come from :data:`mqtt_schemas.topics.CHANNELS`
+(:func:`mqtt_schemas.broker_access.device_role`), checked when a client subscribes as well as on
+each message (Mosquitto's ACL file checks only deliveries, so any kiosk could join the console's
+``$share`` group). A certificate the plugin does not know may do nothing at all. Console
+identities may use the whole tree and the plugin's control topic, through which kiosks are
+added (:meth:`DynamicSecurity.add_device`) and removed at once, their session kicked
+(:meth:`DynamicSecurity.remove_device`).
 
 :class:`Mosquitto` runs a broker from such a configuration for tests, the demo and technicians
 (production runs Mosquitto under systemd with the same files)::
 
-    config = BrokerConfig(directory, tls_port=8883, ca_file=..., cert_file=..., key_file=...)
+    config = BrokerConfig(directory, tls_port=8883, service_port=8884, ca_file=...,
+                          service_ca_file=..., crl_file=..., cert_file=..., key_file=...)
     with Mosquitto(config) as broker:
-        ...  # broker.tls_port accepts clients with certificates from the CA
+        ...  # kiosks on tls_port, the console on service_port
 """
 
 from __future__ import annotations
 
 import getpass
+import glob
+import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqtt_schemas.topics import CHANNELS, DEVICES, FLEET, ROOT
+from mqtt_schemas.broker_access import (
+    CONTROL_RESPONSE_TOPIC,
+    CONTROL_TOPIC,
+    SERVICE_ROLE,
+    add_device_commands,
+    device_role,
+    remove_device_commands,
+    service_role,
+)
+
+from .pki import CertificateAuthority, Pki
 
 DEFAULT_CONSOLE_IDENTITIES = ("console",)
 MAX_PACKET_SIZE = 4 * 1024 * 1024
@@ -45,56 +70,133 @@ class BrokerError(Exception):
 class BrokerConfig:
     """Everything needed to write a Mosquitto configuration.
 
-    ``plain_port`` opens an unauthenticated listener on loopback with full access; it exists for
-    local observers in tests and the demo and is off (``None``) unless asked for.
+    ``ca_file`` and ``crl_file`` are the device CA's (the device listener on ``tls_port``);
+    ``service_ca_file`` is the service CA's (the console's listener on ``service_port``).
+    ``devices`` are kiosks the access rules know from the start (more are added while the
+    broker runs). ``plain_port`` opens an unauthenticated listener on loopback with full access;
+    it exists for local observers in tests and the demo and is off (``None``) unless asked for.
+    No private key of either CA is needed.
     """
 
     directory: Path
     tls_port: int
+    service_port: int
     ca_file: Path
+    service_ca_file: Path
+    crl_file: Path
     cert_file: Path
     key_file: Path
     plain_port: int | None = None
     bind_address: str = "127.0.0.1"
     console_identities: tuple[str, ...] = DEFAULT_CONSOLE_IDENTITIES
+    devices: tuple[str, ...] = ()
     persistence: bool = True
+    run_as: str | None = None
+    """The user the broker drops to (default: whoever runs it, unless that is root, which is
+    refused: then ``mosquitto``)."""
+
+    def __post_init__(self) -> None:
+        if self.tls_port == self.service_port:
+            raise BrokerError("the device and service listeners need two different ports")
+        if self.plain_port is not None and self.plain_port in (self.tls_port, self.service_port):
+            raise BrokerError("the plain listener needs a port of its own")
+
+    @classmethod
+    def local(
+        cls,
+        pki: Pki,
+        directory: Path,
+        *,
+        devices: tuple[str, ...] = (),
+        persistence: bool = True,
+        tls_port: int | None = None,
+        service_port: int | None = None,
+        plain_port: int | None = None,
+    ) -> BrokerConfig:
+        """A broker on loopback for *pki* (its service CA's ``broker`` certificate), on the
+        ports given or free ones: for tests, benchmarks and the demo."""
+        server = pki.services.identity("broker")
+        return cls(
+            directory=directory,
+            tls_port=tls_port or free_port(),
+            service_port=service_port or free_port(),
+            plain_port=plain_port or free_port(),
+            ca_file=pki.devices.cert_path,
+            service_ca_file=pki.services.cert_path,
+            crl_file=pki.devices.crl_path,
+            cert_file=server.cert_path,
+            key_file=server.key_path,
+            devices=devices,
+            persistence=persistence,
+        )
 
     @property
     def config_file(self) -> Path:
         return self.directory / "mosquitto.conf"
 
     @property
-    def acl_file(self) -> Path:
-        return self.directory / "acl"
+    def dynsec_file(self) -> Path:
+        return self.directory / "dynamic-security.json"
 
     @property
     def log_file(self) -> Path:
         return self.directory / "mosquitto.log"
 
 
-def render_acl(console_identities: tuple[str, ...] = DEFAULT_CONSOLE_IDENTITIES) -> str:
-    """The Mosquitto ACL file text for the contract's channels."""
-    lines = [
-        "# Generated from mqtt_schemas.topics.CHANNELS by provisioning.broker; do not edit.",
-        "# Patterns apply to every client; %u is the certificate common name (the device id).",
-    ]
-    for channel in CHANNELS:
-        if channel.scope != "device":
-            continue
-        access = "write" if channel.publisher == "kiosk" else "read"
-        lines.append(f"pattern {access} {DEVICES}/%u/{channel.name}")
-    lines.append(f"pattern read {FLEET}/#")
+def dynamic_security_plugin() -> Path:
+    """Where Mosquitto's dynamic-security plugin is installed (Debian: per architecture)."""
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    raise BrokerError(
+        "Mosquitto's dynamic-security plugin is not installed (apt-get install mosquitto)"
+    )
+
+
+def render_dynsec(
+    console_identities: tuple[str, ...] = DEFAULT_CONSOLE_IDENTITIES,
+    devices: tuple[str, ...] = (),
+    existing: dict | None = None,
+) -> dict:
+    """The dynamic-security plugin's state: the console's role and clients, one role and client
+    per kiosk, and deny by default. *existing* (the plugin's file from an earlier run, which
+    holds the kiosks added since) is kept, with the service entries made as configured."""
+    state = existing or {}
+    roles = {r["rolename"]: r for r in state.get("roles", [])}
+    clients = {c["username"]: c for c in state.get("clients", [])}
+    roles[SERVICE_ROLE] = service_role()
     for identity in console_identities:
-        lines += ["", f"user {identity}", f"topic readwrite {ROOT}/#"]
-    return "\n".join(lines) + "\n"
+        clients[identity] = {"username": identity, "roles": [{"rolename": SERVICE_ROLE}]}
+    for device in devices:
+        role = device_role(device)
+        roles[role["rolename"]] = role
+        clients[device] = {"username": device, "roles": [{"rolename": role["rolename"]}]}
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": sorted(clients.values(), key=lambda c: c["username"]),
+        "groups": state.get("groups", []),
+        "roles": sorted(roles.values(), key=lambda r: r["rolename"]),
+    }
 
 
 def render_config(config: BrokerConfig) -> str:
     """The ``mosquitto.conf`` text for *config*."""
+    plugin = dynamic_security_plugin()
+    user = config.run_as or getpass.getuser()
     lines = [
         "# Generated by provisioning.broker; do not edit.",
         "per_listener_settings true",
-        f"user {getpass.getuser()}",
+        f"user {user}",
         f"log_dest file {config.log_file}",
         "log_type error",
         "log_type warning",
@@ -109,17 +211,35 @@ def render_config(config: BrokerConfig) -> str:
         "max_queued_bytes 268435456",
         f"persistence {'true' if config.persistence else 'false'}",
         f"persistence_location {config.directory}/",
+        f"pid_file {config.directory / 'mosquitto.pid'}",
         "",
+        "# Kiosks: device CA, revocation list, client id = certificate name.",
         f"listener {config.tls_port} {config.bind_address}",
         "protocol mqtt",
         f"cafile {config.ca_file}",
+        f"crlfile {config.crl_file}",
+        f"certfile {config.cert_file}",
+        f"keyfile {config.key_file}",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {config.dynsec_file}",
+        "",
+        "# Services (the console): service CA.",
+        f"listener {config.service_port} {config.bind_address}",
+        "protocol mqtt",
+        f"cafile {config.service_ca_file}",
         f"certfile {config.cert_file}",
         f"keyfile {config.key_file}",
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
         "allow_anonymous false",
-        f"acl_file {config.acl_file}",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {config.dynsec_file}",
     ]
     if config.plain_port is not None:
         lines += [
@@ -133,11 +253,27 @@ def render_config(config: BrokerConfig) -> str:
 
 
 def write_config(config: BrokerConfig) -> Path:
-    """Write ``mosquitto.conf`` and ``acl`` into ``config.directory``; return the config path."""
-    config.directory.mkdir(parents=True, exist_ok=True)
-    config.acl_file.write_text(render_acl(config.console_identities))
-    config.config_file.write_text(render_config(config))
+    """Write ``mosquitto.conf`` and the access rules into ``config.directory`` (keeping the
+    kiosks added to the rules since they were first written); return the config path."""
+    config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    existing = None
+    if config.dynsec_file.exists():
+        try:
+            existing = json.loads(config.dynsec_file.read_text())
+        except ValueError as exc:
+            raise BrokerError(f"{config.dynsec_file} is unreadable: {exc}") from None
+    state = render_dynsec(config.console_identities, config.devices, existing)
+    _write_private(config.dynsec_file, json.dumps(state, indent=1) + "\n")
+    _write_private(config.config_file, render_config(config))
     return config.config_file
+
+
+def _write_private(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -190,7 +326,7 @@ class Mosquitto:
         tls_host = (
             "127.0.0.1" if self.config.bind_address == "0.0.0.0" else self.config.bind_address
         )
-        endpoints = [(tls_host, self.config.tls_port)]
+        endpoints = [(tls_host, self.config.tls_port), (tls_host, self.config.service_port)]
         if self.config.plain_port is not None:
             endpoints.append(("127.0.0.1", self.config.plain_port))
         ports = [port for _, port in endpoints]
@@ -220,6 +356,13 @@ class Mosquitto:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+    def reload(self) -> None:
+        """Make the broker re-read its configuration and the revocation list (SIGHUP): a
+        revoked certificate is refused from the next handshake; no client is disconnected."""
+        if self._process is None or self._process.poll() is not None:
+            raise BrokerError("the broker is not running")
+        os.kill(self._process.pid, signal.SIGHUP)
 
     def kill(self) -> None:
         """Stop the broker abruptly (SIGKILL), as a crash or power cut would."""
@@ -253,3 +396,120 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class DynamicSecurity:
+    """A console identity's connection to the broker's dynamic-security control topic, to add
+    and remove kiosks while the broker runs (blocking; for provisioning tools and tests)::
+
+        with DynamicSecurity("127.0.0.1", config.service_port, ca, cert, key) as rules:
+            rules.add_device("kiosk-bz-07")
+            rules.remove_device("kiosk-bz-07")      # its session is kicked at once
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ca_file: Path,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        client_id: str = "console:dynamic-security",
+        timeout: float = 5.0,
+    ) -> None:
+        import paho.mqtt.client as mqtt  # here: the provisioning CLI works without paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.timeout = timeout
+        self._responses: list[dict] = []
+        self._arrived = threading.Condition()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self._client.tls_set(str(ca_file), str(cert_file), str(key_file), ssl.CERT_REQUIRED)
+        self._client.on_message = self._on_message
+        self._address = (host, port)
+
+    def __enter__(self) -> DynamicSecurity:
+        try:
+            self._client.connect(*self._address)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"cannot reach the broker at {self._address}: {exc}") from None
+        self._client.loop_start()
+        result, _mid = self._client.subscribe(CONTROL_RESPONSE_TOPIC, 1)
+        if result != 0:
+            raise BrokerError(f"cannot subscribe to {CONTROL_RESPONSE_TOPIC}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_message(self, client: object, userdata: object, message: object) -> None:
+        try:
+            payload = json.loads(message.payload)  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        with self._arrived:
+            self._responses.append(payload)
+            self._arrived.notify_all()
+
+    def run(self, commands: list[dict]) -> list[dict]:
+        """Send *commands* and wait for the plugin's answers, one per command."""
+        deadline = time.monotonic() + self.timeout
+        # The subscription may not be active yet right after connecting: resend until answered.
+        while True:
+            with self._arrived:
+                self._responses.clear()
+            self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+            with self._arrived:
+                self._arrived.wait_for(lambda: bool(self._responses), timeout=0.5)
+                if self._responses:
+                    return self._responses[0].get("responses", [])
+            if time.monotonic() > deadline:
+                raise BrokerError("the broker's dynamic-security plugin did not answer")
+
+    def add_device(self, device_id: str) -> None:
+        """Let *device_id* connect with its own role (replacing an earlier one)."""
+        answers = self.run(add_device_commands(device_id))
+        failed = [a for a in answers[2:] if a.get("error")]
+        if failed:
+            raise BrokerError(f"adding {device_id}: {failed[0]['error']}")
+
+    def remove_device(self, device_id: str) -> None:
+        """Take every right away from *device_id* and disconnect it at once."""
+        self.run(remove_device_commands(device_id))
+
+
+RELOAD_SETTLE_S = 1.0
+"""Time for the broker to act on SIGHUP (its main loop looks at the signal flag several times
+a second) before the revoked kiosk is kicked, so that its reconnection meets the new CRL."""
+
+
+def reload_broker(pid_file: Path) -> None:
+    """Make the broker whose pid *pid_file* holds re-read its configuration and CRL (SIGHUP).
+    Connected clients stay connected."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError) as exc:
+        raise BrokerError(f"cannot signal the broker ({pid_file}): {exc}") from None
+
+
+def revoke_device(
+    devices: CertificateAuthority,
+    device_id: str,
+    reason: str,
+    *,
+    reload: Callable[[], None],
+    rules: DynamicSecurity,
+) -> int:
+    """Revoke a kiosk: its certificate goes on the CRL, the broker re-reads the CRL (*reload*),
+    and the access rules drop the kiosk, which disconnects it; its reconnection then fails the
+    TLS handshake. Other kiosks stay connected. Returns the revoked serial number."""
+    serial = devices.revoke(device_id, reason)
+    reload()
+    time.sleep(RELOAD_SETTLE_S)
+    rules.remove_device(device_id)
+    return serial

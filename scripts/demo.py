@@ -48,7 +48,7 @@ from edge.sim.population import Population, make_population
 from edge.ui.officers import add_officer
 from mqtt_schemas.watchlist import generate_key, key_fingerprint, private_key_pem, public_key_pem
 from provisioning.broker import BrokerConfig, BrokerError, Mosquitto, free_port
-from provisioning.pki import CertificateAuthority
+from provisioning.pki import Pki
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sqlalchemy import text
@@ -194,14 +194,17 @@ class Demo:
                 process.wait()
 
 
-def prepare_pki(names: list[str]) -> CertificateAuthority:
-    ca = CertificateAuthority.open_or_create(STATE / "pki", "Borderlane Demo CA")
-    for name in ("console", *names):
-        if not (ca.directory / "issued" / f"{name}.crt").exists():
-            ca.issue_client(name)
-    if not (ca.directory / "issued" / "broker.crt").exists():
-        ca.issue_server("broker", hosts=["localhost", "127.0.0.1"])
-    return ca
+def prepare_pki(names: list[str]) -> Pki:
+    """The device CA (kiosks) and the service CA (console, broker), made on the first run."""
+    pki = Pki.open_or_create(STATE / "pki", "Borderlane Demo")
+    for name in names:
+        if not (pki.devices.directory / "issued" / f"{name}.crt").exists():
+            pki.devices.issue_client(name)
+    if not (pki.services.directory / "issued" / "console.crt").exists():
+        pki.services.issue_service_client("console")
+    if not (pki.services.directory / "issued" / "broker.crt").exists():
+        pki.services.issue_server("broker", hosts=["localhost", "127.0.0.1"])
+    return pki
 
 
 def prepare_population() -> Population:
@@ -236,9 +239,10 @@ def prepare_officers() -> Path:
 
 
 def kiosk_config(
-    kiosk: Kiosk, ca: CertificateAuthority, tls_port: int, population: Population, trust: Path
+    kiosk: Kiosk, pki: Pki, tls_port: int, population: Population, trust: Path
 ) -> Path:
-    identity = ca.identity(kiosk.name)
+    identity = pki.devices.identity(kiosk.name)
+    ca = pki.services  # kiosks recognise the broker by the service CA
     text = f"""# Written by scripts/demo.py for this run.
 [agent]
 device_id = "{kiosk.name}"
@@ -413,7 +417,8 @@ def main() -> int:
     names = kiosk_names()
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "logs").mkdir(exist_ok=True)
-    ca = prepare_pki(names)
+    pki = prepare_pki(names)
+    ca = pki.services
     population = prepare_population()
     signing_key, key_id = prepare_signing_key()
     prepare_officers()
@@ -423,14 +428,13 @@ def main() -> int:
     except (StoreError, PostgresError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
-    server = ca.identity("broker")
-    config = BrokerConfig(
-        directory=STATE / "broker",
-        tls_port=int(os.environ.get("DEMO_TLS_PORT") or free_port()),
-        plain_port=int(os.environ.get("DEMO_PLAIN_PORT") or free_port()),
-        ca_file=ca.cert_path,
-        cert_file=server.cert_path,
-        key_file=server.key_path,
+    config = BrokerConfig.local(
+        pki,
+        STATE / "broker",
+        devices=tuple(names),
+        tls_port=int(os.environ.get("DEMO_TLS_PORT") or 0),
+        service_port=int(os.environ.get("DEMO_SERVICE_PORT") or 0),
+        plain_port=int(os.environ.get("DEMO_PLAIN_PORT") or 0),
     )
 
     def on_sigterm(signum: int, frame: object) -> None:
@@ -442,7 +446,7 @@ def main() -> int:
     console = ca.identity("console")
     broker_args = [
         "--broker",
-        f"127.0.0.1:{config.tls_port}",
+        f"127.0.0.1:{config.service_port}",
         "--cafile",
         str(ca.cert_path),
         "--cert",
@@ -532,7 +536,7 @@ def main() -> int:
             stack = PcscStack().start()
             demo.stacks.append(stack)
             kiosk = Kiosk(name, directory, stack, free_port())
-            path = kiosk_config(kiosk, ca, config.tls_port, population, signing_key.parent)
+            path = kiosk_config(kiosk, pki, config.tls_port, population, signing_key.parent)
             kiosk.agent = demo.spawn(
                 name, _python("-m", "edge", "run", "--config", str(path)), stack.env
             )
@@ -558,7 +562,8 @@ def main() -> int:
                     str(number + 1),
                 ),
             )
-        print(banner(config, broker.pid, ca, console_db, demo.kiosks, seconds, web_url), flush=True)
+        shown = banner(config, broker.pid, pki, console_db, demo.kiosks, seconds, web_url)
+        print(shown, flush=True)
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
             if not broker.running:
@@ -622,12 +627,13 @@ def finish(demo: Demo, console_db: ConsoleDatabase, names: list[str]) -> str:
 def banner(
     config: BrokerConfig,
     broker_pid: int | None,
-    ca: CertificateAuthority,
+    pki: Pki,
     console_db: ConsoleDatabase,
     kiosks: list[Kiosk],
     seconds: float | None,
     web_url: str,
 ) -> str:
+    ca = pki.services
     console = ca.identity("console")
     if console_db.server is None and "://" not in console_db.target:
         db_env = f"BORDERLANE_CONSOLE_DB={console_db.target} "
@@ -639,9 +645,10 @@ def banner(
         "",
         "Borderlane demo is running.",
         "",
-        f"  broker (Mosquitto)  mqtts://127.0.0.1:{config.tls_port}  (TLS, client certificates)",
+        f"  broker (Mosquitto)  mqtts://127.0.0.1:{config.tls_port}  (kiosks: device CA)",
+        f"                      mqtts://127.0.0.1:{config.service_port}  (console: service CA)",
         f"                      mqtt://127.0.0.1:{config.plain_port}   (plain, loopback, to watch)",
-        f"  certificates        {ca.directory / 'issued'}  (CA {ca.cert_path})",
+        f"  certificates        {pki.directory}  (devices/ and services/, each its own CA)",
         f"                      pid {broker_pid}, log {config.log_file}",
         f"  console database    {console_db.shown}",
         f"  logs                {STATE / 'logs'}",
@@ -673,7 +680,7 @@ def banner(
         f"  {db_env}.venv/bin/borderlane-console export crossings --format csv",
         "Ask a kiosk something:",
         f"  .venv/bin/borderlane-console command send --device {kiosks[0].name} diagnostics \\",
-        f"      --broker 127.0.0.1:{config.tls_port} --cafile {ca.cert_path} \\",
+        f"      --broker 127.0.0.1:{config.service_port} --cafile {ca.cert_path} \\",
         f"      --cert {console.cert_path} --key {console.key_path}",
         "",
         ("Stopping by itself after " + format(seconds, "g") + " s; " if seconds else "")

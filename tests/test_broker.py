@@ -1,12 +1,14 @@
-"""The broker confines each kiosk to its own topics and admits only our certificates.
+"""The broker confines each kiosk to its own topics, admits only our certificates, binds each
+kiosk's session to its certificate, and drops a revoked kiosk without touching the others.
 
 These tests run against the real Mosquitto started by the ``broker`` fixture, configured by
-``provisioning.broker`` exactly as a deployment is.
+``provisioning.broker`` exactly as a deployment is (dynamic-security plugin, two listeners).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 
@@ -14,8 +16,14 @@ import aiomqtt
 import pytest
 
 from mqtt_schemas import topics
-from provisioning.broker import render_acl
-from provisioning.pki import CertificateAuthority
+from mqtt_schemas.broker_access import device_role
+from provisioning.pki import CertificateAuthority, PkiError
+
+REFUSED = 0x87  # SUBACK "Not authorized"
+
+
+def codes(granted) -> list[int]:
+    return [code.value for code in granted]
 
 
 async def next_message(client: aiomqtt.Client, timeout: float = 5) -> aiomqtt.Message:
@@ -64,8 +72,26 @@ async def test_publishing_to_another_kiosks_topic_never_reaches_subscribers(brok
 
 
 @pytest.mark.asyncio
+async def test_a_kiosk_may_subscribe_only_to_its_own_and_the_fleets_channels(broker):
+    async with broker.client("kiosk-a") as kiosk:
+        refused = [
+            topics.device_topic("kiosk-b", "commands"),
+            topics.device_filter("acks"),
+            topics.device_filter("crossings"),
+            "$share/console-ingest/" + topics.device_filter("crossings"),
+            "$share/any/" + topics.device_topic("kiosk-a", "acks"),
+            "#",
+            "$CONTROL/dynamic-security/v1/response",
+        ]
+        for topic in refused:
+            assert codes(await kiosk.subscribe(topic, qos=1)) == [REFUSED], topic
+        allowed = [topics.device_topic("kiosk-a", "acks"), topics.fleet_topic("watchlist/manifest")]
+        for topic in allowed:
+            assert codes(await kiosk.subscribe(topic, qos=1)) == [1], topic
+
+
+@pytest.mark.asyncio
 async def test_a_kiosk_never_receives_another_kiosks_messages(broker):
-    # Mosquitto grants the subscription and filters each message by the read ACL instead.
     async with broker.client("kiosk-a") as kiosk, broker.client("console") as console:
         await kiosk.subscribe(topics.device_topic("kiosk-b", "commands"), qos=1)
         await kiosk.subscribe(topics.device_filter("acks"), qos=1)
@@ -86,12 +112,14 @@ MQTT_CONNECT = bytes.fromhex("101300044d5154540402003c0007") + b"refusal"
 CONNACK_ACCEPTED = bytes.fromhex("20020000")
 
 
-def connect_over_tls(broker, identity, ca_file=None, tls_max=ssl.TLSVersion.MAXIMUM_SUPPORTED):
+def connect_over_tls(
+    broker, identity, ca_file=None, tls_max=ssl.TLSVersion.MAXIMUM_SUPPORTED, port=None
+):
     context = ssl.create_default_context(cafile=str(ca_file or broker.ca.cert_path))
     context.maximum_version = tls_max
     if identity is not None:
         context.load_cert_chain(identity.cert_path, identity.key_path)
-    raw = socket.create_connection((broker.host, broker.tls_port), timeout=5)
+    raw = socket.create_connection((broker.host, port or broker.tls_port), timeout=5)
     with context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(MQTT_CONNECT)
         return tls.recv(4)
@@ -135,11 +163,112 @@ def test_plain_mqtt_on_the_tls_port_gets_no_connack(broker):
     assert answer != CONNACK_ACCEPTED
 
 
-def test_acl_grants_each_device_channel_in_the_direction_of_its_publisher():
-    acl = render_acl().splitlines()
+def test_a_kiosks_role_grants_each_channel_in_the_direction_of_its_publisher():
+    acls = {(a["acltype"], a["topic"]) for a in device_role("kiosk-z")["acls"]}
     for channel in topics.CHANNELS:
-        if channel.scope == "device":
-            access = "write" if channel.publisher == "kiosk" else "read"
-            assert f"pattern {access} borderlane/v1/devices/%u/{channel.name}" in acl
-    assert "pattern read borderlane/v1/fleet/#" in acl
-    assert not any("readwrite" in line for line in acl if line.startswith("pattern"))
+        topic = (
+            topics.device_topic("kiosk-z", channel.name)
+            if channel.scope == "device"
+            else topics.fleet_topic(channel.name)
+        )
+        if channel.publisher == "kiosk":
+            assert ("publishClientSend", topic) in acls
+            assert ("subscribeLiteral", topic) not in acls
+        else:
+            assert {("subscribeLiteral", topic), ("publishClientReceive", topic)} <= acls
+            assert ("publishClientSend", topic) not in acls
+    assert not any("+" in t or "#" in t for _, t in acls)
+
+
+def test_a_service_certificate_is_refused_on_the_device_listener(broker):
+    # Issued by the service CA: the device listener trusts only the device CA.
+    with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
+        connect_over_tls(broker, broker.identity("console"), tls_max=REFUSAL_TLS)
+
+
+def test_a_kiosk_certificate_is_refused_on_the_service_listener(broker):
+    with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
+        connect_over_tls(
+            broker, broker.identity("kiosk-a"), tls_max=REFUSAL_TLS, port=broker.service_port
+        )
+
+
+@pytest.mark.parametrize("name", ["console", "broker", "Admin"])
+def test_the_device_ca_refuses_a_services_name(broker, name):
+    with pytest.raises(PkiError, match="reserved for a service"):
+        broker.pki.devices.issue_client(name)
+
+
+def test_issuing_a_device_again_needs_replace_which_revokes_the_old_certificate(broker):
+    broker.pki.devices.issue_client("kiosk-reissued")
+    with pytest.raises(PkiError, match="already has a certificate"):
+        broker.pki.devices.issue_client("kiosk-reissued")
+    old = broker.pki.devices.identity("kiosk-reissued").cert_path.read_bytes()
+    broker.pki.devices.issue_client("kiosk-reissued", replace=True)
+    revoked = broker.pki.devices.revoked()
+    assert [e["name"] for e in revoked.values()] == ["kiosk-reissued"]
+    assert broker.pki.devices.identity("kiosk-reissued").cert_path.read_bytes() != old
+
+
+@pytest.mark.asyncio
+async def test_a_kiosk_cannot_take_over_the_consoles_session_or_another_kiosks(broker):
+    received = []
+    async with broker.client("console", identifier="console:ingest-squat") as console:
+        await console.subscribe(topics.device_filter("crossings"), qos=1)
+        # Both ask for someone else's client id; the broker gives each its own name.
+        async with (
+            broker.client("kiosk-b") as victim,
+            broker.client("kiosk-a", identifier="console:ingest-squat") as squatter,
+            broker.client("kiosk-c", identifier="kiosk-b") as other,
+        ):
+            await squatter.publish(topics.device_topic("kiosk-a", "crossings"), b"a", qos=1)
+            await other.publish(topics.device_topic("kiosk-c", "crossings"), b"c", qos=1)
+            await victim.publish(topics.device_topic("kiosk-b", "crossings"), b"b", qos=1)
+            async with asyncio.timeout(5):
+                async for message in console.messages:
+                    received.append(message.payload)
+                    if len(received) == 3:
+                        break
+    assert sorted(received) == [b"a", b"b", b"c"]  # nobody was disconnected on the way
+    assert "as kiosk-a " in broker.process.log() and "as kiosk-c " in broker.process.log()
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_kiosk_is_dropped_and_refused_while_the_others_stay_connected(broker):
+    import time
+
+    from provisioning.broker import revoke_device
+
+    bystander_got = []
+    async with (
+        broker.client("kiosk-bystander") as bystander,
+        broker.client("console") as console,
+    ):
+        await bystander.subscribe(topics.device_topic("kiosk-bystander", "acks"), qos=1)
+        stolen = broker.client("kiosk-stolen")
+        await stolen.__aenter__()
+        started = time.monotonic()
+        with broker.access_rules() as rules:
+            await asyncio.to_thread(
+                revoke_device,
+                broker.pki.devices,
+                "kiosk-stolen",
+                "stolen",
+                reload=broker.process.reload,
+                rules=rules,
+            )
+        elapsed = time.monotonic() - started
+        # The stolen kiosk's session is gone: its next publish fails.
+        with pytest.raises(aiomqtt.MqttError):
+            await stolen.publish(topics.device_topic("kiosk-stolen", "crossings"), b"x", qos=1)
+            await stolen.publish(topics.device_topic("kiosk-stolen", "crossings"), b"y", qos=1)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await stolen.__aexit__(None, None, None)
+        # ... and its certificate no longer passes the handshake.
+        with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REVOKED|certificate revoked"):
+            connect_over_tls(broker, broker.identity("kiosk-stolen"), tls_max=REFUSAL_TLS)
+        # The bystander's very connection still works (no reconnect in between).
+        await console.publish(topics.device_topic("kiosk-bystander", "acks"), b"still-here", qos=1)
+        bystander_got.append((await next_message(bystander)).payload)
+    assert bystander_got == [b"still-here"]
+    assert elapsed < 60

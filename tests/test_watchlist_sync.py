@@ -269,7 +269,8 @@ async def test_a_list_published_with_the_console_cli_reaches_the_kiosk(
         )
         return cli(
             "watchlist", "publish", "--db", db, "--signing-key", str(key_file),
-            "--key-id", KEY_ID, "--broker", f"{uplink_broker.host}:{uplink_broker.tls_port}",
+            "--key-id", KEY_ID,
+            "--broker", f"{uplink_broker.host}:{uplink_broker.config.service_port}",
             "--cafile", str(uplink_broker.ca.cert_path), "--cert", str(identity.cert_path),
             "--key", str(identity.key_path), "--node-id", NODE, str(list_file),
         )  # fmt: skip

@@ -50,6 +50,7 @@ import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
 from mqtt_schemas import topics
+from mqtt_schemas.broker_access import service_client_id
 from mqtt_schemas.envelope import clock_state, utc_now
 
 from .. import acks, connection
@@ -92,7 +93,7 @@ class IngestConfig:
 
     @property
     def mqtt_client_id(self) -> str:
-        return self.client_id or f"{self.node_id}-ingest-{self.group}"
+        return service_client_id(self.client_id or f"{self.node_id}-ingest-{self.group}")
 
 
 def subscriptions(group: str) -> list[tuple[str, int]]:

@@ -64,8 +64,9 @@ import psycopg
 import mqtt_schemas
 from mqtt_schemas import topics
 from mqtt_schemas.envelope import utc_now, uuid7
-from provisioning.broker import BrokerConfig, Mosquitto, free_port
-from provisioning.pki import CertificateAuthority, Identity
+from provisioning.broker import BrokerConfig, Mosquitto
+from provisioning.pki import Identity
+from provisioning.pki import Pki as Authorities
 
 from . import Figure, at_least
 from ._lean_mqtt import LeanPublisher, utf8
@@ -103,20 +104,24 @@ class KioskRun:
 class Pki:
     """The throw-away CA and every identity, made once for all runs."""
 
-    ca: CertificateAuthority
-    server: Identity
+    authorities: Authorities
     console: Identity
     kiosks: dict[str, Identity]
 
+    @property
+    def ca(self):
+        """The service CA, by which clients recognise the broker."""
+        return self.authorities.services
+
 
 def _pki(root: Path, kiosk_count: int) -> Pki:
-    ca = CertificateAuthority.create(root / "pki", "Bench CA")
+    authorities = Authorities.create(root / "pki", "Bench")
+    authorities.services.issue_server("broker", hosts=["127.0.0.1"])
     names = [f"kiosk-bench-{n:02d}" for n in range(1, kiosk_count + 1)]
     return Pki(
-        ca,
-        ca.issue_server("broker", hosts=["127.0.0.1"]),
-        ca.issue_client("console"),
-        {name: ca.issue_client(name) for name in names},
+        authorities,
+        authorities.services.issue_service_client("console"),
+        {name: authorities.devices.issue_client(name) for name in names},
     )
 
 
@@ -424,10 +429,9 @@ async def _measure(
     workers: int,
     per_kiosk: int,
 ) -> dict[str, float]:
-    config = BrokerConfig(
-        root / "broker", free_port(), pki.ca.cert_path, pki.server.cert_path, pki.server.key_path,
-        persistence=False,
-    )  # fmt: skip
+    config = BrokerConfig.local(
+        pki.authorities, root / "broker", devices=tuple(pki.kiosks), persistence=False
+    )
     runs = [KioskRun(name, _payloads(name, per_kiosk)) for name in pki.kiosks]
     published = {record_id for r in runs for record_id, _ in r.payloads}
     total = len(published)
@@ -441,7 +445,7 @@ async def _measure(
                     Worker(
                         [
                             *command, "ingest",
-                            "--broker", f"127.0.0.1:{config.tls_port}",
+                            "--broker", f"127.0.0.1:{config.service_port}",
                             "--cafile", str(pki.ca.cert_path),
                             "--cert", str(pki.console.cert_path),
                             "--key", str(pki.console.key_path),

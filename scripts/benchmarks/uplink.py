@@ -38,8 +38,8 @@ import aiomqtt
 import mqtt_schemas
 from edge.uplink import Outbox, StaticClock, Uplink, UplinkConfig
 from mqtt_schemas import topics
-from provisioning.broker import BrokerConfig, Mosquitto, free_port
-from provisioning.pki import CertificateAuthority
+from provisioning.broker import BrokerConfig, Mosquitto
+from provisioning.pki import Pki
 
 from . import Figure, at_least
 
@@ -124,13 +124,13 @@ async def _console(client: aiomqtt.Client, stored: set[str], ready: asyncio.Even
         group.create_task(flush())
 
 
-async def _drain(outbox: Outbox, config: UplinkConfig, console_tls) -> float:
+async def _drain(outbox: Outbox, config: UplinkConfig, console_tls, console_port: int) -> float:
     stored: set[str] = set()
     ready = asyncio.Event()
     console_client = aiomqtt.Client(
         config.broker.host,
-        config.broker.port,
-        identifier="bench-console",
+        console_port,
+        identifier="console:bench",
         protocol=aiomqtt.ProtocolVersion.V5,
         tls_params=console_tls,
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -165,18 +165,12 @@ def run(quick: bool) -> list[Figure]:
     commits = 50 if quick else 1000
     with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
         root = Path(tmp)
-        ca = CertificateAuthority.create(root / "pki", "Bench Uplink CA")
-        server = ca.issue_server("broker", hosts=["127.0.0.1", "localhost"])
-        kiosk = ca.issue_client(DEVICE)
-        console = ca.issue_client("console")
-        broker = BrokerConfig(
-            directory=root / "mosquitto",
-            tls_port=free_port(),
-            ca_file=ca.cert_path,
-            cert_file=server.cert_path,
-            key_file=server.key_path,
-            persistence=False,
-        )
+        pki = Pki.create(root / "pki", "Bench Uplink")
+        ca = pki.services  # clients recognise the broker by it
+        ca.issue_server("broker", hosts=["127.0.0.1", "localhost"])
+        kiosk = pki.devices.issue_client(DEVICE)
+        console = ca.issue_service_client("console")
+        broker = BrokerConfig.local(pki, root / "mosquitto", devices=(DEVICE,), persistence=False)
         config = UplinkConfig.from_dict(
             {
                 "device_id": DEVICE,
@@ -207,7 +201,7 @@ def run(quick: bool) -> list[Figure]:
                 keyfile=str(console.key_path),
             )
             with Mosquitto(broker):
-                drain_rate = asyncio.run(_drain(outbox, config, tls))
+                drain_rate = asyncio.run(_drain(outbox, config, tls, broker.service_port))
 
     return [
         at_least(

@@ -260,26 +260,20 @@ def run(quick: bool, persons: int | None = None) -> list[Figure]:
     from console import connection
     from edge.screening.sync import SyncSettings
     from mqtt_schemas.watchlist import write_key_pair
-    from provisioning.broker import BrokerConfig, Mosquitto, free_port
-    from provisioning.pki import CertificateAuthority
+    from provisioning.broker import BrokerConfig, Mosquitto
+    from provisioning.pki import Pki
 
     persons = persons or (2000 if quick else 1_000_000)
     max_changes = 200 if quick else 5000
     timeout_s = 120.0 if quick else 3600.0
     with tempfile.TemporaryDirectory(prefix="bench-wl-ota-") as tmp:
         root = Path(tmp)
-        ca = CertificateAuthority.create(root / "pki", "Bench Watchlist CA")
-        server = ca.issue_server("broker", hosts=["127.0.0.1", "localhost"])
-        kiosk = ca.issue_client(DEVICE)
-        console = ca.issue_client("console")
-        broker = BrokerConfig(
-            directory=root / "mosquitto",
-            tls_port=free_port(),
-            ca_file=ca.cert_path,
-            cert_file=server.cert_path,
-            key_file=server.key_path,
-            persistence=False,
-        )
+        pki = Pki.create(root / "pki", "Bench Watchlist")
+        ca = pki.services  # clients recognise the broker by it
+        ca.issue_server("broker", hosts=["127.0.0.1", "localhost"])
+        kiosk = pki.devices.issue_client(DEVICE)
+        console = ca.issue_service_client("console")
+        broker = BrokerConfig.local(pki, root / "mosquitto", devices=(DEVICE,), persistence=False)
         keys = root / "keys"
         write_key_pair(keys, KEY_ID)
         key_pem = (keys / f"{KEY_ID}.key.pem").read_bytes()
@@ -313,7 +307,7 @@ def run(quick: bool, persons: int | None = None) -> list[Figure]:
         )
         endpoint = connection.Endpoint(
             host="127.0.0.1",
-            port=broker.tls_port,
+            port=broker.service_port,
             ca_file=ca.cert_path,
             cert_file=console.cert_path,
             key_file=console.key_path,

@@ -1,11 +1,16 @@
-"""A real Mosquitto broker per test session, with TLS client certificates and the contract ACL.
+"""A real Mosquitto broker per test session: TLS client certificates from two authorities, the
+contract's access rules in the dynamic-security plugin, a revocation list.
 
 Use the ``broker`` fixture::
 
     async def test_something(broker):
-        async with broker.client("kiosk-a") as kiosk:      # TLS, certificate CN "kiosk-a"
+        async with broker.client("kiosk-a") as kiosk:      # device listener, CN "kiosk-a"
             await kiosk.publish(topics.device_topic("kiosk-a", "crossings"), b"{}", qos=1)
+        async with broker.client("console") as console:    # service listener
+            ...
 
+A kiosk name gets a device certificate and is added to the broker's access rules the first time
+it is used; ``console`` (and any name in ``SERVICES``) gets a service certificate.
 ``broker.observer()`` connects on the plain loopback listener, which sees every topic.
 """
 
@@ -19,10 +24,25 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from provisioning.broker import BrokerConfig, Mosquitto, free_port
-from provisioning.pki import CertificateAuthority, Identity
+from provisioning.broker import BrokerConfig, DynamicSecurity, Mosquitto
+from provisioning.pki import Identity, Pki
+
+SERVICES = frozenset({"console"})
+"""Names that are services (service CA, service listener); every other name is a kiosk."""
 
 _client_ids = itertools.count(1)
+
+
+def issue(pki: Pki, name: str) -> Identity:
+    """*name*'s certificate: from the service CA for a service, else the device CA."""
+    if name in SERVICES:
+        return pki.services.issue_service_client(name)
+    return pki.devices.issue_client(name)
+
+
+def broker_config(pki: Pki, directory: Path) -> BrokerConfig:
+    """A test broker's configuration on free loopback ports."""
+    return BrokerConfig.local(pki, directory)
 
 
 @dataclass
@@ -33,16 +53,44 @@ class TestBroker:
 
     host: str
     tls_port: int
+    """The device listener (kiosks)."""
+    service_port: int
+    """The service listener (the console)."""
     plain_port: int
-    ca: CertificateAuthority
+    pki: Pki
     process: Mosquitto
     _issued: dict[str, Identity] = field(default_factory=dict)
 
+    @property
+    def ca(self):
+        """The service CA: what clients trust to recognise the broker."""
+        return self.pki.services
+
     def identity(self, name: str) -> Identity:
-        """A client certificate for *name* from the broker's CA (issued once per session)."""
+        """A client certificate for *name* (issued once per session): a service's from the
+        service CA, a kiosk's from the device CA, the kiosk then added to the access rules."""
         if name not in self._issued:
-            self._issued[name] = self.ca.issue_client(name)
+            self._issued[name] = issue(self.pki, name)
+            if name not in SERVICES:
+                with self.access_rules() as rules:
+                    rules.add_device(name)
         return self._issued[name]
+
+    def access_rules(self) -> DynamicSecurity:
+        """A console connection to the broker's dynamic-security plugin."""
+        console = self.identity("console")
+        return DynamicSecurity(
+            self.host,
+            self.service_port,
+            self.ca.cert_path,
+            console.cert_path,
+            console.key_path,
+            client_id=f"console:rules-{next(_client_ids)}",
+        )
+
+    def port_for(self, name: str) -> int:
+        """The listener *name* connects to: the service listener for services."""
+        return self.service_port if name in SERVICES else self.tls_port
 
     def tls(self, identity: Identity | None, ca_file: Path | None = None) -> aiomqtt.TLSParameters:
         """TLS settings that trust the broker's CA and present *identity* (or no certificate)."""
@@ -53,12 +101,13 @@ class TestBroker:
         )
 
     def client(self, name: str, **options) -> aiomqtt.Client:
-        """An MQTT v5 client on the TLS listener, authenticated as *name*."""
+        """An MQTT v5 client on its listener (device or service), authenticated as *name*. A
+        kiosk's client id is its name whatever it asks for; a service's contains ``:``."""
         options.setdefault("tls_params", self.tls(self.identity(name)))
+        options.setdefault("identifier", f"{name}:{next(_client_ids)}")
         return aiomqtt.Client(
             self.host,
-            self.tls_port,
-            identifier=f"{name}-{next(_client_ids)}",
+            self.port_for(name),
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=5,
             **options,
@@ -79,19 +128,14 @@ class TestBroker:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
     """Mosquitto on free loopback ports: TLS with client certificates, plus a plain listener."""
     root = tmp_path_factory.mktemp("broker")
-    ca = CertificateAuthority.create(root / "pki", "Borderlane Test CA")
-    server = ca.issue_server("broker", hosts=["localhost", "127.0.0.1"])
-    config = BrokerConfig(
-        directory=root / "mosquitto",
-        tls_port=free_port(),
-        plain_port=free_port(),
-        ca_file=ca.cert_path,
-        cert_file=server.cert_path,
-        key_file=server.key_path,
-    )
+    pki = Pki.create(root / "pki", "Borderlane Test")
+    pki.services.issue_server("broker", hosts=["localhost", "127.0.0.1"])
+    config = broker_config(pki, root / "mosquitto")
     process = Mosquitto(config)
     process.start()  # a broker that cannot start raises BrokerError: the tests fail with it
     try:
-        yield TestBroker("127.0.0.1", config.tls_port, config.plain_port, ca, process)
+        yield TestBroker(
+            "127.0.0.1", config.tls_port, config.service_port, config.plain_port, pki, process
+        )
     finally:
         process.stop()

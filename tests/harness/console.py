@@ -77,7 +77,11 @@ def worker_config(broker: Any, db: str | Path, **overrides: Any) -> IngestConfig
     options: dict[str, Any] = {
         "db": db,
         "endpoint": Endpoint(
-            broker.host, broker.tls_port, broker.ca.cert_path, identity.cert_path, identity.key_path
+            broker.host,
+            broker.port_for("console"),
+            broker.ca.cert_path,
+            identity.cert_path,
+            identity.key_path,
         ),
         "node_id": NODE_ID,
         "client_id": f"test-ingest-{number}-{uuid7()[-12:]}",

@@ -44,8 +44,10 @@ from console.connection import Endpoint
 from edge.uplink import Outbox, StaticClock, Uplink, UplinkConfig
 from mqtt_schemas import topics
 from mqtt_schemas.envelope import ENVELOPE_FIELDS
-from provisioning.broker import BrokerConfig, Mosquitto, free_port
-from provisioning.pki import CertificateAuthority, Identity
+from provisioning.broker import BrokerConfig, DynamicSecurity, Mosquitto
+from provisioning.pki import CertificateAuthority, Identity, Pki
+
+from .broker import SERVICES, broker_config, issue
 
 TESTS = Path(__file__).resolve().parent.parent
 _ids = itertools.count(1)
@@ -61,21 +63,26 @@ def crossing_body(number: int = 0) -> dict[str, Any]:
 
 @dataclass
 class UplinkPki:
-    ca: CertificateAuthority
-    server: Identity
+    pki: Pki
     issued: dict[str, Identity] = field(default_factory=dict)
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The service CA: what clients trust to recognise the broker."""
+        return self.pki.services
 
     def identity(self, name: str) -> Identity:
         if name not in self.issued:
-            self.issued[name] = self.ca.issue_client(name)
+            self.issued[name] = issue(self.pki, name)
         return self.issued[name]
 
 
 @pytest.fixture(scope="session")
 def uplink_pki(tmp_path_factory: pytest.TempPathFactory) -> UplinkPki:
     root = tmp_path_factory.mktemp("uplink-pki")
-    ca = CertificateAuthority.create(root, "Borderlane Uplink Test CA")
-    return UplinkPki(ca, ca.issue_server("broker", hosts=["localhost", "127.0.0.1"]))
+    pki = Pki.create(root, "Borderlane Uplink Test")
+    pki.services.issue_server("broker", hosts=["localhost", "127.0.0.1"])
+    return UplinkPki(pki)
 
 
 @dataclass
@@ -88,6 +95,8 @@ class UplinkBroker:
     config: BrokerConfig
     process: Mosquitto
     host: str = "127.0.0.1"
+    registered: set[str] = field(default_factory=set)
+    """Kiosks this broker's access rules know (its rules file outlives a kill and restart)."""
 
     @property
     def tls_port(self) -> int:
@@ -108,10 +117,27 @@ class UplinkBroker:
         self.process.stop()
 
     def identity(self, name: str) -> Identity:
-        return self.pki.identity(name)
+        """*name*'s certificate; a kiosk is also added to this broker's access rules."""
+        identity = self.pki.identity(name)
+        if name not in SERVICES and name not in self.registered:
+            console = self.pki.identity("console")
+            with DynamicSecurity(
+                self.host,
+                self.config.service_port,
+                self.ca.cert_path,
+                console.cert_path,
+                console.key_path,
+                client_id=f"console:rules-{next(_ids)}",
+            ) as rules:
+                rules.add_device(name)
+            self.registered.add(name)
+        return identity
+
+    def port_for(self, name: str) -> int:
+        return self.config.service_port if name in SERVICES else self.tls_port
 
     def client(self, name: str, **options: Any) -> aiomqtt.Client:
-        """An MQTT v5 client on the TLS listener, authenticated as *name*."""
+        """An MQTT v5 client on its listener, authenticated as *name*."""
         identity = self.identity(name)
         options.setdefault(
             "tls_params",
@@ -121,17 +147,21 @@ class UplinkBroker:
                 keyfile=str(identity.key_path),
             ),
         )
-        options.setdefault("identifier", f"{name}-{next(_ids)}")
+        options.setdefault("identifier", f"{name}:{next(_ids)}")
         options.setdefault("socket_options", [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         return aiomqtt.Client(
-            self.host, self.tls_port, protocol=aiomqtt.ProtocolVersion.V5, timeout=5, **options
+            self.host,
+            self.port_for(name),
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=5,
+            **options,
         )
 
     def console_endpoint(self, name: str = "console") -> Endpoint:
         """Where and as whom a console process connects (``console.connection.Endpoint``)."""
         identity = self.identity(name)
         return Endpoint(
-            self.host, self.tls_port, self.ca.cert_path, identity.cert_path, identity.key_path
+            self.host, self.port_for(name), self.ca.cert_path, identity.cert_path, identity.key_path
         )
 
     def console_cli_args(self, name: str = "console") -> list[str]:
@@ -167,7 +197,7 @@ class UplinkBroker:
             "broker": {
                 "host": self.host,
                 "port": self.tls_port,
-                "ca_file": str(self.pki.ca.cert_path),
+                "ca_file": str(self.ca.cert_path),
                 "cert_file": str(identity.cert_path),
                 "key_file": str(identity.key_path),
                 "keepalive_s": 5,
@@ -183,14 +213,7 @@ class UplinkBroker:
 
 @pytest.fixture
 def uplink_broker(uplink_pki: UplinkPki, tmp_path: Path) -> Iterator[UplinkBroker]:
-    config = BrokerConfig(
-        directory=tmp_path / "mosquitto",
-        tls_port=free_port(),
-        plain_port=free_port(),
-        ca_file=uplink_pki.ca.cert_path,
-        cert_file=uplink_pki.server.cert_path,
-        key_file=uplink_pki.server.key_path,
-    )
+    config = broker_config(uplink_pki.pki, tmp_path / "mosquitto")
     broker = UplinkBroker(uplink_pki, config, Mosquitto(config))
     broker.start()
     try:
