@@ -37,10 +37,10 @@ from typing import IO, Any
 
 import click
 
-from mqtt_schemas.list_formats import open_list, read_list
+from mqtt_schemas.list_formats import DocumentRows, open_list, read_list_blocks
 from mqtt_schemas.watchlist import WatchlistError
 
-from .store import StoreError, WatchlistStore
+from .store import Loader, StoreError, WatchlistStore
 
 __all__ = ["ImportReport", "import_files"]
 
@@ -110,85 +110,67 @@ def import_files(
     batch: int = 20000,
     fmt: str | None = None,
 ) -> ImportReport:
-    """Import list files into *store* (adding or replacing entries), in transactions of
-    *batch* entries. *fmt* (``jsonl``, ``csv``, ``un-xml``, ``ftm``) is the files' format;
-    without it each file's is found from its name and first bytes. A progress bar is shown
-    on standard error when it is a terminal."""
+    """Import list files into *store* (adding or replacing entries) through one
+    :class:`~edge.screening.store.Loader`: into an empty store in one transaction (a bulk
+    load), else in transactions of *batch* entries. *fmt* (``jsonl``, ``csv``, ``un-xml``,
+    ``ftm``) is the files' format; without it each file's is found from its name and first
+    bytes. A progress bar is shown on standard error when it is a terminal."""
     report = ImportReport()
     show = sys.stderr.isatty() if progress is None else progress
-    for path in paths:
-        name = "-" if str(path) == "-" else str(path)
-        raw: IO[bytes]
-        if name == "-":
-            raw, size = sys.stdin.buffer, 0
-        else:
-            raw, size = open(path, "rb", buffering=1 << 16), path.stat().st_size  # noqa: SIM115
-        try:
-            if show and size:
-                with click.progressbar(
-                    length=size, label=f"importing {path.name}", file=sys.stderr
-                ) as bar:
-                    counted = io.BufferedReader(_Counting(raw, bar.update), 1 << 16)
-                    _import_stream(store, counted, fmt, name, report, batch)
+    loader = store.loader(commit_every=batch)
+    try:
+        for path in paths:
+            name = "-" if str(path) == "-" else str(path)
+            raw: IO[bytes]
+            if name == "-":
+                raw, size = sys.stdin.buffer, 0
             else:
-                _import_stream(store, raw, fmt, name, report, batch)
-        finally:
-            if name != "-":
-                raw.close()
+                raw, size = open(path, "rb", buffering=1 << 16), path.stat().st_size  # noqa: SIM115
+            try:
+                if show and size:
+                    with click.progressbar(
+                        length=size, label=f"importing {path.name}", file=sys.stderr
+                    ) as bar:
+                        counted = io.BufferedReader(_Counting(raw, bar.update), 1 << 16)
+                        _import_stream(loader, counted, fmt, name, report)
+                else:
+                    _import_stream(loader, raw, fmt, name, report)
+            finally:
+                if name != "-":
+                    raw.close()
+    except BaseException:
+        loader.abort()
+        raise
+    loader.finish()
+    report.replaced = loader.replaced
     return report
 
 
 def _import_stream(
-    store: WatchlistStore,
-    stream: IO[bytes],
-    fmt: str | None,
-    name: str,
-    report: ImportReport,
-    batch: int,
+    loader: Loader, stream: IO[bytes], fmt: str | None, name: str, report: ImportReport
 ) -> None:
-    pending = 0
-    documents: list[tuple[str, dict[str, Any]]] = []
-
-    def flush() -> None:
-        if documents:
-            new = store.upsert_documents(documents)
-            report.replaced += len(documents) - new
-            documents.clear()
-
     fmt, stream = open_list(stream, name, fmt)
     report.formats[name] = fmt
-    store.begin()
-    try:
-        for event in read_list(stream, name, fmt):
-            if event.entry is None:
-                if event.error is not None:
-                    report.add_error(str(event.error))
-                elif event.ignored is not None:
-                    report.ignored[event.ignored] += 1
-                elif event.note is not None:
-                    report.add_note(f"{event.where}: {event.note}")
-                continue
-            try:
-                kind, entry_id, entry = event.entry
-                if kind == "document":
-                    documents.append((entry_id, entry))
-                    report.documents += 1
-                else:
-                    report.replaced += not store.upsert(kind, entry_id, entry)
-                    report.persons += 1
-            except (WatchlistError, StoreError) as exc:
-                report.add_error(f"{event.where}: {exc}")
-                continue
-            pending += 1
-            if len(documents) >= 5000:
-                flush()
-            if pending >= batch:
-                flush()
-                store.commit()
-                store.begin()
-                pending = 0
-        flush()
-    except BaseException:
-        store.rollback()
-        raise
-    store.commit()
+    for event in read_list_blocks(stream, name, fmt):
+        if isinstance(event, DocumentRows):
+            loader.documents(event.rows)
+            report.documents += len(event.rows)
+            continue
+        if event.entry is None:
+            if event.error is not None:
+                report.add_error(str(event.error))
+            elif event.ignored is not None:
+                report.ignored[event.ignored] += 1
+            elif event.note is not None:
+                report.add_note(f"{event.where}: {event.note}")
+            continue
+        try:
+            kind, entry_id, entry = event.entry
+            if kind == "document":
+                loader.document(entry_id, entry)
+                report.documents += 1
+            else:
+                loader.person(entry_id, entry)
+                report.persons += 1
+        except (WatchlistError, StoreError) as exc:
+            report.add_error(f"{event.where}: {exc}")

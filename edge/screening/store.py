@@ -25,9 +25,12 @@ Tables (integers wherever a value repeats millions of times)::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
+import string
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +38,9 @@ from typing import Any
 
 import sqlite_utils
 
+from mqtt_schemas.list_formats import DocumentRow
 from mqtt_schemas.name_matching import (
+    PersonIndex,
     deletions,
     document_key,
     index_person,
@@ -45,7 +50,14 @@ from mqtt_schemas.name_matching import (
 )
 from mqtt_schemas.watchlist import ACTIONS, STATUSES
 
-__all__ = ["INDEX_FORMAT", "StoreError", "WatchlistStore", "birth_year", "date_number"]
+__all__ = [
+    "INDEX_FORMAT",
+    "Loader",
+    "StoreError",
+    "WatchlistStore",
+    "birth_year",
+    "date_number",
+]
 
 INDEX_FORMAT = 6
 """Bumped whenever normalization or keys change: an older store must be re-indexed."""
@@ -86,11 +98,17 @@ CREATE TABLE IF NOT EXISTS documents (
     action INTEGER NOT NULL,
     PRIMARY KEY (nkey, state, entry_id)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS documents_entry ON documents (entry_id);
 """
+_DOCUMENTS_ENTRY = "CREATE UNIQUE INDEX IF NOT EXISTS documents_entry ON documents (entry_id)"
+_SCHEMA += _DOCUMENTS_ENTRY + ";\n"
 
 _STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
 _ACTION_CODE = {name: code for code, name in enumerate(ACTIONS)}
+_ALNUM = string.ascii_uppercase + string.digits
+# document_key folds each upper-case letter or digit on its own. Its table, read back from it,
+# folds a number already in that alphabet (every valid entry's is) in one call instead of three:
+# ten million documents are imported a few seconds sooner.
+_FOLD = str.maketrans(_ALNUM, document_key(_ALNUM))
 
 
 class StoreError(Exception):
@@ -432,7 +450,12 @@ class WatchlistStore:
 
     def upsert_documents(self, items: list[tuple[str, dict[str, Any]]]) -> int:
         """Add or replace many documents; returns how many were new."""
-        ids = {entry_id for entry_id, _ in items}
+        return self._upsert_document_rows(
+            [self._document_row(entry_id, entry) for entry_id, entry in items]
+        )
+
+    def _upsert_document_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        ids = {row[2] for row in rows}
         present = self.connection.execute(
             "SELECT count(*) FROM documents WHERE entry_id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(ids)),),
@@ -440,10 +463,14 @@ class WatchlistStore:
         self.connection.executemany(
             "INSERT OR REPLACE INTO documents (nkey, state, entry_id, number, document_type, "
             "status, list_id, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [self._document_row(entry_id, entry) for entry_id, entry in items],
+            rows,
         )
         self._count("document", len(ids) - present)
         return len(ids) - present
+
+    def loader(self, *, commit_every: int = 20000) -> Loader:
+        """A :class:`Loader` to put many entries in (an import); it begins a transaction."""
+        return Loader(self, commit_every)
 
     def clear(self) -> None:
         """Remove every entry (inside a transaction: a snapshot replaces the store)."""
@@ -488,6 +515,10 @@ class WatchlistStore:
             "ON CONFLICT (token) DO UPDATE SET persons = persons + 1",
             [(text,) for text in counted],
         )
+        self._learn_texts(vocabulary)
+
+    def _learn_texts(self, vocabulary: Iterable[str]) -> None:
+        """Give the texts new to the list their fuzzy variants."""
         fresh = [text for text in vocabulary if text not in self._known_tokens]
         if not fresh:
             return
@@ -621,3 +652,269 @@ class WatchlistStore:
                 return
             yield from rows
             last = rows[-1][0]
+
+
+LOAD_BATCH = 5000
+"""Entries a :class:`Loader` writes with one statement."""
+INDEX_CACHE = 50_000
+"""Persons' names whose index a :class:`Loader` keeps: names repeat (a quarter of a million
+persons of the benchmark's million share their names with one seen in the 50,000 before)."""
+
+
+def _index_of(names: str) -> tuple[PersonIndex, frozenset[str]]:
+    """The index and counted tokens of a person's names (as stored, JSON)."""
+    index = index_person(json.loads(names))
+    return index, person_tokens(index.stored)
+
+
+class _Memo(dict[str, Any]):
+    """A dictionary that computes a missing value once: a C-speed lookup in a loop."""
+
+    def __init__(self, compute: Any) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: str) -> Any:
+        value = self[key] = self.compute(key)
+        return value
+
+
+class Loader:
+    """Puts many entries into a store in few statements: what an import uses.
+
+    Made by :meth:`WatchlistStore.loader`, which begins the transaction; :meth:`finish`
+    commits, :meth:`abort` rolls back. Entries go in file order: a later entry with an id
+    already seen replaces the earlier one, as :meth:`WatchlistStore.upsert` does.
+
+    A table that is empty when the load begins is bulk-loaded. Documents are staged in a
+    temporary table and go in at :meth:`finish` sorted by their primary key, the unique
+    index on entry ids built after them (ten million rows put in key order and one index
+    sort, instead of ten million inserts at random places of two B-trees). Persons go in by
+    the thousand with the person ids SQLite would give them, their index keys staged and
+    put in sorted the same way, their tokens counted in memory; a person's index is computed
+    once per distinct names (:data:`INDEX_CACHE`). A bulk load is one transaction: a crash
+    or an error leaves the store as it was, never persons whose keys are not written yet.
+
+    Into a table that already holds entries, persons go as :meth:`WatchlistStore.upsert`
+    puts them and documents by :data:`LOAD_BATCH`, committed every *commit_every* entries
+    (as before; readers see the import grow).
+
+    Either way the rows are those the entries put one by one would make: the same person
+    ids, index keys, vocabulary and counts (``tests/test_watchlist_load.py`` compares).
+    """
+
+    def __init__(self, store: WatchlistStore, commit_every: int) -> None:
+        self.store = store
+        self.commit_every = commit_every
+        self.replaced = 0
+        """Entries that replaced one with the same id (known after :meth:`finish`)."""
+        self._sql = store.connection
+        self._since_commit = 0
+        self._persons: list[tuple[str, dict[str, Any], int]] = []
+        self._person_ids: set[str] = set()
+        self._documents: list[tuple[Any, ...]] = []
+        self._staged_documents = 0
+        self._tokens: Counter[str] = Counter()
+        self._index = functools.lru_cache(maxsize=INDEX_CACHE)(_index_of)
+        self._states = _Memo(state_code)
+        self._lists = _Memo(store._list_id)
+        store.begin()
+        try:
+            self.bulk_persons = self._empty("persons")
+            self.bulk_documents = self._empty("documents")
+            if self.bulk_persons:
+                self._sql.execute("CREATE TEMP TABLE staged_keys (key, bdate, pid)")
+                self._next_pid = 1 + (
+                    self._sql.execute("SELECT max(pid) FROM persons").fetchone()[0] or 0
+                )
+            if self.bulk_documents:
+                self._sql.execute("DROP INDEX documents_entry")
+                self._sql.execute(
+                    "CREATE TEMP TABLE staged_documents (nkey, state, entry_id, number, "
+                    "document_type, status, list_id, action)"
+                )
+        except BaseException:
+            store.rollback()
+            raise
+
+    def _empty(self, table: str) -> bool:
+        return self._sql.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def person(self, entry_id: str, entry: dict[str, Any]) -> None:
+        """Add or replace a person (a valid entry, as :func:`entry_from_record` gives it)."""
+        if not self.bulk_persons:
+            self.replaced += not self.store.upsert("person", entry_id, entry)
+            self._written(1)
+            return
+        if entry_id in self._person_ids:
+            self._flush_persons()  # the second one then finds the first in the table
+        self._person_ids.add(entry_id)
+        # The list id now, in file order, as an entry added at once gets it.
+        self._persons.append((entry_id, entry, self.store._list_id(entry["list"])))
+        if len(self._persons) >= LOAD_BATCH:
+            self._flush_persons()
+
+    def document(self, entry_id: str, entry: dict[str, Any]) -> None:
+        """Add or replace a document (a valid entry)."""
+        self._documents.append(self.store._document_row(entry_id, entry))
+        if len(self._documents) >= LOAD_BATCH:
+            self._flush_documents()
+
+    def documents(self, rows: list[DocumentRow]) -> None:
+        """Add or replace documents given as :data:`~mqtt_schemas.list_formats.DocumentRow`."""
+        states, lists = self._states, self._lists
+        self._documents += [
+            (
+                number.translate(_FOLD),  # document_key(number)
+                states[state],
+                entry_id,
+                number,
+                kind,
+                _STATUS_CODE[status],
+                lists[name],
+                _ACTION_CODE[action],
+            )
+            for entry_id, number, state, kind, status, name, action in rows
+        ]
+        if len(self._documents) >= LOAD_BATCH:
+            self._flush_documents()
+
+    def finish(self) -> None:
+        """Write what waits, build what was deferred, and commit."""
+        try:
+            self._flush_persons()
+            self._flush_documents()
+            if self.bulk_persons:
+                self._settle_persons()
+                self._sql.execute("DROP TABLE temp.staged_keys")
+            if self.bulk_documents:
+                self._load_documents()
+        except BaseException:
+            self.abort()
+            raise
+        self.store.commit()
+
+    def abort(self) -> None:
+        """Roll back (a bulk load: everything; else what was not committed yet)."""
+        self.store.rollback()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _written(self, count: int) -> None:
+        if self.bulk_persons or self.bulk_documents:
+            return
+        self._since_commit += count
+        if self._since_commit >= self.commit_every:
+            self.store.commit()
+            self.store.begin()
+            self._since_commit = 0
+
+    def _flush_documents(self) -> None:
+        rows, self._documents = self._documents, []
+        if not rows:
+            return
+        if self.bulk_documents:
+            self._sql.executemany(
+                "INSERT INTO staged_documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self._staged_documents += len(rows)
+            return
+        self.replaced += len(rows) - self.store._upsert_document_rows(rows)
+        self._written(len(rows))
+
+    def _flush_persons(self) -> None:
+        persons, self._persons, self._person_ids = self._persons, [], set()
+        if not persons:
+            return
+        rows = []
+        keys: list[tuple[int, int, int]] = []
+        vocabulary: set[str] = set()
+        tokens: Counter[str] = Counter()
+        pid = self._next_pid
+        for entry_id, entry, list_id in persons:
+            names = _names_json(entry["names"])
+            index, counted = self._index(names)
+            birth_date = entry.get("birth_date")
+            rows.append(
+                (
+                    pid,
+                    entry_id,
+                    names,
+                    index.stored,
+                    birth_date,
+                    " ".join(entry.get("nationality", ())) or None,
+                    entry.get("sex"),
+                    list_id,
+                    entry["category"],
+                    entry["action"],
+                )
+            )
+            bdate = date_number(birth_date)
+            keys += [(key, bdate, pid) for key in index.keys]
+            vocabulary |= index.vocabulary
+            tokens.update(counted)
+            pid += 1
+        self._sql.execute("SAVEPOINT persons")
+        try:
+            self._sql.executemany(
+                "INSERT INTO persons (pid, entry_id, names, stored, birth_date, nationality, "
+                "sex, list_id, category, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except sqlite3.IntegrityError:
+            # One of them is in the store already: these go one by one, as upsert puts them,
+            # on an index made whole first (upsert removes the old one's keys and counts).
+            self._sql.execute("ROLLBACK TO persons")
+            self._sql.execute("RELEASE persons")
+            self._settle_persons()
+            for entry_id, entry, _ in persons:
+                self.replaced += not self.store.upsert("person", entry_id, entry)
+            self._next_pid = 1 + self._sql.execute("SELECT max(pid) FROM persons").fetchone()[0]
+            return
+        self._sql.execute("RELEASE persons")
+        self._sql.executemany("INSERT INTO staged_keys VALUES (?, ?, ?)", keys)
+        self.store._learn_texts(vocabulary)
+        self._tokens.update(tokens)
+        self.store._count("person", len(rows))
+        self._next_pid = pid
+
+    def _settle_persons(self) -> None:
+        """Put the staged index keys and token counts into their tables."""
+        self._sql.execute(
+            "INSERT INTO person_keys (key, bdate, pid) "
+            "SELECT key, bdate, pid FROM staged_keys ORDER BY key, bdate, pid"
+        )
+        self._sql.execute("DELETE FROM staged_keys")
+        self._sql.executemany(
+            "INSERT INTO vocab_tokens (token, persons) VALUES (?, ?) "
+            "ON CONFLICT (token) DO UPDATE SET persons = persons + excluded.persons",
+            self._tokens.items(),
+        )
+        self._tokens.clear()
+
+    def _load_documents(self) -> None:
+        """The staged documents into their table in key order, then the entry id index."""
+        columns = "nkey, state, entry_id, number, document_type, status, list_id, action"
+        # Of rows with the same key, the last staged replaces the others.
+        self._sql.execute(
+            f"INSERT OR REPLACE INTO documents ({columns}) SELECT {columns} "
+            "FROM staged_documents ORDER BY nkey, state, entry_id, rowid"
+        )
+        try:
+            self._sql.execute(_DOCUMENTS_ENTRY)
+        except sqlite3.IntegrityError:
+            # An id came again with another number or state: its last row stays.
+            again = "SELECT entry_id FROM staged_documents GROUP BY entry_id HAVING count(*) > 1"
+            self._sql.execute(f"DELETE FROM documents WHERE entry_id IN ({again})")
+            self._sql.execute(
+                f"INSERT INTO documents ({columns}) SELECT {columns} FROM staged_documents "
+                "WHERE rowid IN (SELECT max(rowid) FROM staged_documents GROUP BY entry_id "
+                "HAVING count(*) > 1)"
+            )
+            self._sql.execute(_DOCUMENTS_ENTRY)
+        (count,) = self._sql.execute("SELECT count(*) FROM documents").fetchone()
+        self._sql.execute("DROP TABLE temp.staged_documents")
+        self.replaced += self._staged_documents - count
+        self.store._count("document", count)
