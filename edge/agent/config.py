@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,26 @@ def _table(data: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise AgentConfigError(path, f"expected a table, got {type(data).__name__}")
     return data
+
+
+def _plain(data: Mapping[str, Any]) -> None:
+    """Refuse what no setting holds and what the messages below could not show: a key with a
+    control character (it would break the one-line message) or an integer beyond 64 bits (a
+    hexadecimal one has no digit limit, and ``repr`` of it would raise ValueError)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not str(key).isprintable():
+                    shown = where.encode("unicode_escape").decode("ascii")
+                    raise AgentConfigError(shown, "a key with a control character")
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((path, item) for item in value)
+        elif isinstance(value, int) and value.bit_length() > 64:
+            raise AgentConfigError(path, "an integer beyond 64 bits")
 
 
 def _only(data: Mapping[str, Any], known: set[str], path: str) -> None:
@@ -202,6 +223,11 @@ def load_config(path: Path | str, *, agent_version: str) -> AgentConfig:
         raise AgentConfigError("", f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise AgentConfigError("", f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses into arrays and inline tables
+        raise AgentConfigError("", f"{path} is not valid TOML: nested too deeply") from None
+    except ValueError:  # int() refuses a decimal integer of that many digits
+        limit = sys.get_int_max_str_digits()
+        raise AgentConfigError("", f"{path}: an integer of more than {limit} digits") from None
     return parse_config(data, base=path.resolve().parent, path=path, agent_version=agent_version)
 
 
@@ -209,6 +235,7 @@ def parse_config(
     data: Mapping[str, Any], *, base: Path, path: Path, agent_version: str
 ) -> AgentConfig:
     """:func:`load_config` for an already parsed document (relative paths against *base*)."""
+    _plain(data)
     _only(data, _SECTIONS, "")
     for required in ("agent", "lane", "uplink"):
         if required not in data:
