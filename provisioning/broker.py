@@ -509,7 +509,13 @@ def revoke_device(
     and the access rules drop the kiosk, which disconnects it; its reconnection then fails the
     TLS handshake. Other kiosks stay connected. Returns the revoked serial number."""
     serial = devices.revoke(device_id, reason)
+    drop_device(device_id, reload=reload, rules=rules)
+    return serial
+
+
+def drop_device(device_id: str, *, reload: Callable[[], None], rules: DynamicSecurity) -> None:
+    """After a revocation: the broker re-reads the CRL (*reload*), then the access rules drop
+    the kiosk, which disconnects it; its reconnection meets the new CRL."""
     reload()
     time.sleep(RELOAD_SETTLE_S)
     rules.remove_device(device_id)
-    return serial

@@ -165,6 +165,22 @@ class CertificateAuthority:
             self.revoke(device_id, "superseded")
         return self._issue(device_id, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
 
+    def sign_request(
+        self, request: x509.CertificateSigningRequest, device_id: str, days: int
+    ) -> x509.Certificate:
+        """Sign a kiosk's certificate for the public key of *request* (whose key never leaves
+        the kiosk), named *device_id*; the caller has checked the request. Kept in issued/ (no
+        key beside it) so that it can be revoked by name."""
+        certificate = self._build(
+            device_id, request.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH, [], days
+        )
+        issued = self.directory / "issued"
+        issued.mkdir(mode=0o700, exist_ok=True)
+        (issued / f"{device_id}.crt").write_bytes(
+            certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        return certificate
+
     def issue_service_client(self, name: str, days: int = DEFAULT_DAYS) -> Identity:
         """Issue a service's TLS client certificate (the console): from the service CA only."""
         if not name or "/" in name or name.startswith("."):
@@ -240,12 +256,28 @@ class CertificateAuthority:
         self, name: str, usage: x509.ObjectIdentifier, hosts: list[str], days: int
     ) -> Identity:
         key = ec.generate_private_key(ec.SECP256R1())
+        certificate = self._build(name, key.public_key(), usage, hosts, days)
+        issued = self.directory / "issued"
+        issued.mkdir(mode=0o700, exist_ok=True)
+        identity = Identity(name, issued / f"{name}.crt", issued / f"{name}.key")
+        _write_key(identity.key_path, key)
+        identity.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return identity
+
+    def _build(
+        self,
+        name: str,
+        public_key: object,
+        usage: x509.ObjectIdentifier,
+        hosts: list[str],
+        days: int,
+    ) -> x509.Certificate:
         now = _now()
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=days))
@@ -260,13 +292,7 @@ class CertificateAuthority:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(host) for host in hosts]), critical=False
             )
-        certificate = builder.sign(self._key, hashes.SHA256())
-        issued = self.directory / "issued"
-        issued.mkdir(mode=0o700, exist_ok=True)
-        identity = Identity(name, issued / f"{name}.crt", issued / f"{name}.key")
-        _write_key(identity.key_path, key)
-        identity.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        return identity
+        return builder.sign(self._key, hashes.SHA256())
 
 
 def _general_name(host: str) -> x509.GeneralName:

@@ -132,7 +132,7 @@ def test_db_upgrade_keeps_every_record_and_the_console_carries_on(tmp_path, with
     assert upgraded.exit_code == 0, upgraded.output
     assert upgraded.output.strip() == (
         f"upgraded to schema version {migrations.head()} "
-        "(applied 0002, 0003, 0004, 0005, 0006, 0007)"
+        "(applied 0002, 0003, 0004, 0005, 0006, 0007, 0008)"
     )
     for table, found in before.items():  # every row, every column it had (later ones added)
         columns = ", ".join(found[0].keys()) if found else "*"

@@ -13,6 +13,7 @@ from .audit import audit_group
 from .commands import command
 from .contract import contract
 from .db import db_group
+from .devices import devices_group
 from .export import export_group
 from .ingest import ingest_command
 from .users import users_group
@@ -38,6 +39,7 @@ def cli() -> None:
       borderlane-console users add ada --db console.db --name "Ada Lopez" \\
           --agency immigration --role admin --level 4 --no-forced-change
       borderlane-console web --db console.db --instance /var/lib/borderlane/web
+      borderlane-console devices token kiosk-bz-07 --post bz-santa-elena --db console.db --by ada
     """
 
 
@@ -47,6 +49,7 @@ for group in (users_group, web_command):
     cli.add_command(group)
 cli.add_command(alerts_group)
 cli.add_command(audit_group)
+cli.add_command(devices_group)
 
 
 def main() -> None:

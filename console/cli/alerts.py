@@ -21,10 +21,11 @@ from mqtt_schemas.identifiers import NAME
 from .. import alerts as alertsmod
 from ..settings import Settings, SettingsError
 from ..store import StoreError, open_database
-from ..store.database import database_url, describe, reason
+from ..store.database import describe, reason
 from .options import (
     configure_logging,
     db_option,
+    existing_database,
     instance_option,
     instance_settings,
     one_line_errors,
@@ -32,14 +33,6 @@ from .options import (
 )
 
 log = logging.getLogger("borderlane.console.alerts")
-
-
-def _existing_database(db: str) -> Engine:
-    """The console database for writing; never creates one (ingest and `users add` do)."""
-    url = database_url(db)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        raise StoreError(f"no console database at {db}")
-    return open_database(db)
 
 
 @click.group("alerts")
@@ -81,7 +74,7 @@ def watch_command(db: str, instance: Path | None, every: float, once: bool, verb
       borderlane-console alerts watch --db console.db --once
     """
     settings = instance_settings(instance)
-    engine = _existing_database(db)
+    engine = existing_database(db)
     try:
         if once:
             changes = alertsmod.evaluate(engine, settings)

@@ -20,12 +20,15 @@ from typing import Any, TypeVar
 
 import aiomqtt
 import click
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mqtt_schemas import TopicError, topics
 
 from .. import connection
 from ..settings import Settings, SettingsError, load_settings
+from ..store import StoreError, open_database
+from ..store.database import database_url
 from ..store.database import reason as database_reason
 
 __all__ = [
@@ -100,6 +103,14 @@ def db_option(use: str = "created if missing") -> Callable[[F], F]:
         metavar="PATH|URL",
         help=f"Console database: a SQLite file ({use}) or postgresql://USER@HOST/NAME.",
     )
+
+
+def existing_database(db: str) -> Engine:
+    """The console database for writing; never creates one (ingest and `users add` do)."""
+    url = database_url(db)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise StoreError(f"no console database at {db}")
+    return open_database(db)
 
 
 class BadOption(click.ClickException):

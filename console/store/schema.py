@@ -346,6 +346,33 @@ audit_anchor = Table(
     Column("purged_at", Text, nullable=False),
 )
 
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),  # SHA-256 of the token: the token is never kept
+    Column("device_id", Text, nullable=False),
+    Column("post", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("replaces", Integer, nullable=False, server_default="0"),  # may replace a device
+    Column("used_at", Text),
+    Index("idx_enrollment_tokens_device_id", "device_id"),
+)
+
+device_certificates = Table(
+    "device_certificates",
+    metadata,
+    Column("serial", Text, primary_key=True),  # hexadecimal
+    Column("device_id", Text, nullable=False),
+    Column("post", Text),
+    Column("issued_at", Text, nullable=False),
+    Column("not_after", Text, nullable=False),
+    Column("revoked_at", Text),
+    Column("reason", Text),
+    Index("idx_device_certificates_device_id", "device_id"),
+)
+
 alerts = Table(
     "alerts",
     metadata,

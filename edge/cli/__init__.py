@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .card import card
+from .enroll import enroll_command
 from .mrz import mrz
 from .run import run
 from .sim import sim
@@ -24,6 +25,7 @@ def cli() -> None:
     \b
     Examples:
       borderlane-edge run --config /etc/borderlane/kiosk.toml   the kiosk agent
+      borderlane-edge enroll --console URL --token T --state-dir DIR --ca CA   first boot
       borderlane-edge sim card --port 35963      insert a virtual card into the vpcd reader
       borderlane-edge sim card --help            what the virtual card answers
       borderlane-edge mrz parse < scan.txt       what an MRZ says, as JSON
@@ -32,6 +34,7 @@ def cli() -> None:
 
 
 cli.add_command(card)
+cli.add_command(enroll_command)
 cli.add_command(mrz)
 cli.add_command(run)
 cli.add_command(sim)

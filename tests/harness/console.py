@@ -190,8 +190,8 @@ async def retained_availability(broker: Any, device_id: str) -> AsyncIterator[No
 def rows(db: str | Path | Engine, sql: str, *params: Any) -> list[Any]:
     """Query the console database (a SQLite path, a PostgreSQL URL, or an open engine) from the
     test; a path or URL through a separate, short-lived read-only connection. *sql* takes ``?``
-    placeholders on both backends; a row reads as a tuple and as a mapping (``row.id``,
-    ``row._mapping["id"]``; ``row["id"]`` too)."""
+    placeholders on both backends; a row reads as a tuple and as a mapping (``row["id"]``,
+    ``row._mapping["id"]``)."""
     parts = sql.split("?")
     named = parts[0] + "".join(f":p{i}{part}" for i, part in enumerate(parts[1:]))
     engine = db if isinstance(db, Engine) else open_database(db, readonly=True)

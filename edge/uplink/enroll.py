@@ -1,0 +1,202 @@
+"""A kiosk's first boot: enroll with the console and get what the uplink needs to connect.
+
+::
+
+    result = enroll("https://console.example.bz:8443", token, Path("/etc/borderlane"),
+                    ca_file=Path("/etc/borderlane/service-ca.crt"))
+    result.device_id, result.broker_host, result.broker_port
+
+The private key is made here and written 0600 before anything is sent; only a certificate
+signing request naming the device (taken from the token, ``<device id>:<secret>``) leaves the
+kiosk, over HTTPS checked against *ca_file* (the deployment's service CA, which comes with the
+image). Into *state_dir* go, each written whole (temporary file, then rename)::
+
+    kiosk.key        the private key (0600)          kiosk.crt     the kiosk's certificate
+    ca.crt           the CA the broker is known by   device-ca.crt the CA that issued kiosk.crt
+    watchlist-keys/  <key id>.pub.pem                enrollment.json  device id, post, broker
+
+Every failure raises :class:`EnrollError` naming the step (``token``, ``connect``, ``answer``,
+or the console's own: ``csr``, ``token``, ``device``, ``clock``, ``replace``, ``broker``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mqtt_schemas.identifiers import DEVICE_ID, KEY_ID
+from mqtt_schemas.validation import JsonError, parse_json
+
+from .errors import UplinkError
+
+__all__ = ["EnrollError", "Enrollment", "enroll"]
+
+MAX_ANSWER = 256 * 1024
+
+
+class EnrollError(UplinkError):
+    """Enrollment refused or impossible; ``step`` names what failed."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    device_id: str
+    post: str
+    broker_host: str
+    broker_port: int
+    state_dir: Path
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def device_of(token: str) -> str:
+    """The device id a token is for (``<device id>:<secret>``)."""
+    device, _, secret = token.partition(":")
+    if not secret or not DEVICE_ID.fullmatch(device):
+        raise EnrollError("token", "not an enrollment token (DEVICE-ID:SECRET)")
+    return device
+
+
+def _request(url: str, body: bytes, ca_file: Path, timeout: float) -> tuple[int, bytes]:
+    if not url.startswith("https://"):
+        raise EnrollError("connect", "the console's address must be https://")
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise EnrollError("connect", f"cannot read the CA file {ca_file}: {exc}") from None
+    request = urllib.request.Request(
+        url.rstrip("/") + "/enroll",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, response.read(MAX_ANSWER + 1)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(MAX_ANSWER + 1)
+    except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise EnrollError("connect", f"cannot reach the console at {url}: {reason}") from None
+
+
+def _text(answer: dict, key: str) -> str:
+    value = answer.get(key)
+    if not isinstance(value, str) or not value:
+        raise EnrollError("answer", f"the console's answer has no {key}")
+    return value
+
+
+def enroll(
+    console_url: str,
+    token: str,
+    state_dir: Path,
+    *,
+    ca_file: Path,
+    timeout: float = 30.0,
+) -> Enrollment:
+    """Enroll this kiosk (see the module docs); return what it was told."""
+    device = device_of(token)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write(
+        state_dir / "kiosk.key",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        0o600,
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))
+        .sign(key, hashes.SHA256())
+    )
+    body = json.dumps(
+        {
+            "token": token,
+            "csr": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    ).encode()
+    status, raw = _request(console_url, body, ca_file, timeout)
+    if len(raw) > MAX_ANSWER:
+        raise EnrollError("answer", "the console's answer is too large")
+    try:
+        answer = parse_json(raw)
+    except JsonError as exc:
+        raise EnrollError("answer", f"the console's answer is not JSON ({exc})") from None
+    if not isinstance(answer, dict):
+        raise EnrollError("answer", "the console's answer is not a JSON object")
+    if status != 200:
+        error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
+        step = error.get("step") if isinstance(error.get("step"), str) else "answer"
+        reason = error.get("reason") if isinstance(error.get("reason"), str) else f"HTTP {status}"
+        raise EnrollError(step[:32], reason[:300])
+    return _store(answer, device, key, state_dir)
+
+
+def _store(
+    answer: dict, device: str, key: ec.EllipticCurvePrivateKey, state_dir: Path
+) -> Enrollment:
+    certificate_pem = _text(answer, "certificate").encode("ascii", "replace")
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        for name in ("device_ca", "broker_ca"):
+            x509.load_pem_x509_certificate(_text(answer, name).encode("ascii", "replace"))
+    except ValueError:
+        raise EnrollError("answer", "a certificate in the console's answer is unreadable") from None
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [n.value for n in names] != [device]:
+        raise EnrollError("answer", "the certificate does not name this kiosk")
+    if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+        raise EnrollError("answer", "the certificate is not for this kiosk's key")
+    broker = answer.get("broker")
+    if not (
+        isinstance(broker, dict)
+        and isinstance(broker.get("host"), str)
+        and isinstance(broker.get("port"), int)
+        and 0 < broker["port"] < 65536
+    ):
+        raise EnrollError("answer", "the console's answer has no usable broker address")
+    keys = answer.get("watchlist_keys", {})
+    if not isinstance(keys, dict) or not all(
+        isinstance(k, str) and KEY_ID.fullmatch(k) and isinstance(v, str) for k, v in keys.items()
+    ):
+        raise EnrollError("answer", "the watchlist keys in the console's answer are malformed")
+    post = _text(answer, "post")
+    _write(state_dir / "kiosk.crt", certificate_pem)
+    _write(state_dir / "ca.crt", _text(answer, "broker_ca").encode("ascii"))
+    _write(state_dir / "device-ca.crt", _text(answer, "device_ca").encode("ascii"))
+    trusted = state_dir / "watchlist-keys"
+    trusted.mkdir(mode=0o755, exist_ok=True)
+    for key_id, pem in keys.items():
+        _write(trusted / f"{key_id}.pub.pem", pem.encode("ascii", "replace"))
+    facts = {"device_id": device, "post": post, "broker": broker}
+    _write(state_dir / "enrollment.json", (json.dumps(facts, indent=1) + "\n").encode())
+    return Enrollment(device, post, broker["host"], broker["port"], state_dir)

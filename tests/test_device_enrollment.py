@@ -1,0 +1,250 @@
+"""A kiosk enrolls with a one-time token and connects; everything else about the token is refused.
+
+On the real stack: the session's Mosquitto (device and service listeners, dynamic-security
+rules), the console's enrollment endpoint over HTTPS, its database (SQLite and PostgreSQL),
+the kiosk's ``borderlane-edge enroll`` and a real ingest worker that acks the first crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import ssl
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from console.cli import cli as console_cli
+from console.enroll_server import EnrollServer
+from console.enrollment import EnrollmentError, EnrollmentSettings, create_token, enroll, revoke
+from console.store import open_database
+from edge.uplink.enroll import EnrollError
+from edge.uplink.enroll import enroll as kiosk_enroll
+from harness.console import crossing, rows, running_worker
+from mqtt_schemas import topics
+from provisioning.broker import drop_device
+
+POST = "bz-santa-elena"
+PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQ==\n-----END PUBLIC KEY-----\n"
+EDGE = Path(sys.executable).parent / "borderlane-edge"
+
+
+@pytest.fixture
+def engine(console_db):
+    return open_database(console_db)
+
+
+@pytest.fixture
+def endpoint(broker, engine):
+    """The console's enrollment endpoint on a free port, adding kiosks to the broker's rules."""
+    tls = broker.pki.services.issue_server("enroll", hosts=["127.0.0.1", "localhost"])
+    settings = EnrollmentSettings(
+        device_ca=broker.pki.devices,
+        broker_host=broker.host,
+        broker_port=broker.tls_port,
+        broker_ca_pem=broker.ca.cert_path.read_text(),
+        watchlist_keys={
+            "wl-2026": "-----BEGIN PUBLIC KEY-----\nMCowBQ==\n-----END PUBLIC KEY-----\n"
+        },
+    )
+
+    def register(device_id: str) -> None:
+        with broker.access_rules() as rules:
+            rules.add_device(device_id)
+
+    server = EnrollServer(
+        engine, settings, ("127.0.0.1", 0), tls.cert_path, tls.key_path, register=register
+    )
+    server.start()
+    yield server, settings
+    server.close()
+
+
+def url(server) -> str:
+    return f"https://127.0.0.1:{server.port}"
+
+
+def csr_for(name: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+    )
+    return request.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def audit_actions(engine) -> list[tuple[str, str]]:
+    return [
+        (r["username"], r["action"]) for r in rows(engine, "SELECT * FROM audit_log ORDER BY seq")
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_kiosk_enrolls_with_its_token_connects_and_its_first_crossing_is_acked(
+    broker, endpoint, engine, console_db, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-1", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    result = subprocess.run(
+        [str(EDGE), "enroll", "--console", url(server), "--token", token,
+         "--state-dir", str(state), "--ca", str(broker.ca.cert_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "enrolled kiosk-enr-1 at bz-santa-elena" in result.stdout
+    assert stat.S_IMODE((state / "kiosk.key").stat().st_mode) == 0o600
+    facts = json.loads((state / "enrollment.json").read_text())
+    assert facts == {"device_id": "kiosk-enr-1", "post": POST,
+                     "broker": {"host": broker.host, "port": broker.tls_port}}  # fmt: skip
+    assert (state / "watchlist-keys" / "wl-2026.pub.pem").exists()
+    certificate = x509.load_pem_x509_certificate((state / "kiosk.crt").read_bytes())
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert lifetime < dt.timedelta(days=30)  # weeks, not years
+
+    record = crossing("kiosk-enr-1", 1)
+    tls = aiomqtt.TLSParameters(
+        ca_certs=str(state / "ca.crt"),
+        certfile=str(state / "kiosk.crt"),
+        keyfile=str(state / "kiosk.key"),
+    )
+    async with (
+        running_worker(broker, console_db),
+        aiomqtt.Client(
+            facts["broker"]["host"],
+            facts["broker"]["port"],
+            identifier="x",
+            tls_params=tls,
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as kiosk,  # fmt: skip
+    ):
+        await kiosk.subscribe(topics.device_topic("kiosk-enr-1", "acks"), qos=1)
+        await kiosk.publish(
+            topics.device_topic("kiosk-enr-1", "crossings"), json.dumps(record), qos=1
+        )
+        async with asyncio.timeout(10):
+            async for message in kiosk.messages:
+                if record["id"] in json.loads(message.payload)["acked"]:
+                    break
+    assert ("kiosk:kiosk-enr-1", "device.enroll") in audit_actions(engine)
+    assert ("ada", "device.token") in audit_actions(engine)
+
+
+def test_a_token_is_single_use(broker, endpoint, engine, tmp_path):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-2", POST, ttl_s=3600, created_by="ada")
+    kiosk_enroll(url(server), token, tmp_path / "a", ca_file=broker.ca.cert_path)
+    with pytest.raises(EnrollError) as refused:
+        kiosk_enroll(url(server), token, tmp_path / "b", ca_file=broker.ca.cert_path)
+    assert (refused.value.step, refused.value.reason) == ("token", "this token was used already")
+
+
+def test_an_expired_or_unknown_token_is_refused(broker, endpoint, engine, tmp_path):
+    server, _ = endpoint
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    token = create_token(engine, "kiosk-enr-3", POST, ttl_s=3600, created_by="ada", now=past)
+    with pytest.raises(EnrollError, match="token: the token expired at"):
+        kiosk_enroll(url(server), token, tmp_path / "a", ca_file=broker.ca.cert_path)
+    with pytest.raises(EnrollError, match="token: unknown token"):
+        kiosk_enroll(
+            url(server), "kiosk-enr-3:guessed", tmp_path / "b", ca_file=broker.ca.cert_path
+        )
+
+
+def test_a_request_for_another_device_a_bad_clock_or_a_garbled_csr_is_refused(engine, endpoint):
+    _, settings = endpoint
+    token = create_token(engine, "kiosk-enr-4", POST, ttl_s=3600, created_by="ada")
+
+    def attempt(**changes):
+        request = {"token": token, "csr": csr_for("kiosk-enr-4"), "time": now_iso(), **changes}
+        with pytest.raises(EnrollmentError) as refused:
+            enroll(engine, settings, request, register=lambda d: None)
+        return refused.value.step, refused.value.reason
+
+    assert attempt(csr=csr_for("kiosk-enr-5")) == (
+        "device",
+        "the request names 'kiosk-enr-5', the token is for 'kiosk-enr-4'",
+    )
+    skewed = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).isoformat()
+    assert attempt(time=skewed)[0] == "clock"
+    assert attempt(csr="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n")[0] == "csr"
+    assert attempt(extra="x")[0] == "request"
+    refusals = [r for r in rows(engine, "SELECT * FROM audit_log") if "false" in r["query"]]
+    assert len(refusals) == 4  # every refusal is audited
+    # The token survived all of that: the right request still enrolls.
+    answer = enroll(engine, settings, {"token": token, "csr": csr_for("kiosk-enr-4"),
+                                       "time": now_iso()}, register=lambda d: None)  # fmt: skip
+    assert answer["device_id"] == "kiosk-enr-4"
+
+
+def test_a_service_name_gets_no_token_and_an_enrolled_device_needs_replace(engine, endpoint):
+    _, settings = endpoint
+    with pytest.raises(EnrollmentError, match="reserved for a service"):
+        create_token(engine, "console", POST, ttl_s=3600, created_by="mallory")
+    token = create_token(engine, "kiosk-enr-6", POST, ttl_s=3600, created_by="ada")
+    enroll(engine, settings, {"token": token, "csr": csr_for("kiosk-enr-6"), "time": now_iso()},
+           register=lambda d: None)  # fmt: skip
+    with pytest.raises(EnrollmentError, match="enrolled already"):
+        create_token(engine, "kiosk-enr-6", POST, ttl_s=3600, created_by="ada")
+    again = create_token(engine, "kiosk-enr-6", POST, ttl_s=3600, created_by="ada", replace=True)
+    revoked = []
+    enroll(engine, settings, {"token": again, "csr": csr_for("kiosk-enr-6"), "time": now_iso()},
+           register=lambda d: None, revoke_old=lambda d, r: revoked.append((d, r)))  # fmt: skip
+    assert revoked == [("kiosk-enr-6", "superseded")]
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_enrolled_kiosk_is_dropped_and_refused(broker, endpoint, engine, tmp_path):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-7", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+
+    def disconnect(device: str) -> None:
+        with broker.access_rules() as rules:
+            drop_device(device, reload=broker.process.reload, rules=rules)
+
+    count = await asyncio.to_thread(
+        revoke, engine, broker.pki.devices, "kiosk-enr-7", "stolen", actor="ada",
+        disconnect=disconnect,
+    )  # fmt: skip
+    assert count == 1
+    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(state / "kiosk.crt", state / "kiosk.key")
+    with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REVOKED|certificate revoked"):
+        import socket
+
+        raw = socket.create_connection((broker.host, broker.tls_port), timeout=5)
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(bytes.fromhex("101300044d5154540402003c0007") + b"revoked")
+            tls.recv(4)
+    assert rows(engine, "SELECT reason FROM device_certificates WHERE device_id = ?",
+                "kiosk-enr-7")[0]["reason"] == "stolen"  # fmt: skip
+
+
+def test_the_console_cli_makes_a_token_and_refuses_a_service_name_in_one_line(engine, console_db):
+    runner = CliRunner()
+    arguments = ["devices", "token", "kiosk-enr-8", "--post", POST, "--ttl", "2h", "--by", "ada"]
+    made = runner.invoke(console_cli, [*arguments, "--db", console_db])
+    assert made.exit_code == 0, made.output
+    assert made.stdout.splitlines()[0].startswith("kiosk-enr-8:")
+    refused = runner.invoke(console_cli, ["devices", "token", "broker", "--post", POST,
+                                          "--by", "ada", "--db", console_db])  # fmt: skip
+    assert refused.exit_code == 1
+    assert refused.output == "Error: token: device id 'broker' is reserved for a service\n"
