@@ -165,6 +165,10 @@ def _dumps(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise WatchlistError("not-canonical", "a string holds a lone surrogate") from None
+    except ValueError:  # allow_nan=False: a chunk built in Python, not read by parse_json
+        raise WatchlistError("not-canonical", "a number that is not finite") from None
+    except RecursionError:
+        raise WatchlistError("not-canonical", "nested too deeply") from None
 
 
 def _encodable(value: Any) -> bool:
