@@ -10,8 +10,10 @@ hold, dates and NaN included, or one key added). ``make fuzz`` runs both for min
 from __future__ import annotations
 
 import copy
+import functools
 import datetime
 import math
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,17 @@ def test_run_check_refuses_hostile_toml_in_one_line(tmp_path, text: str, words: 
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.output
+
+
+def kiosk_toml_property(data: bytes) -> None:
+    """kiosk.toml's bytes, for make fuzz: written to a private directory and loaded."""
+    config_text_property(data, _scratch())
+
+
+@functools.cache
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="fuzz-kiosk-toml-"))
+
+
+#: The fuzz targets of this area by name (fuzz/fuzz_<name>.py runs each under atheris).
+PROPERTIES = {"kiosk_toml": kiosk_toml_property}

@@ -84,13 +84,7 @@ PAYLOAD_NAMES = mqtt_schemas.names()
 @example(b"9" * 5000)
 @example(b"\xef\xbb\xbf{}")  # a byte order mark
 def test_parse_json_returns_a_value_or_raises_json_error_only(data: bytes | str) -> None:
-    try:
-        value = parse_json(data)
-    except JsonError as exc:
-        assert "\n" not in str(exc)
-        return
-    # What it returns, the contract's encoders can write back: finite, UTF-8 text throughout.
-    json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    json_property(data)
 
 
 @given(json_values)
@@ -135,3 +129,38 @@ def test_a_field_name_with_a_line_break_is_reported_on_one_line() -> None:
     with pytest.raises(PayloadError) as caught:
         validate("ack", payload)
     assert str(caught.value) == "ack@1: /\\n: unexpected field (not in the schema)"
+
+
+# -- fuzz targets for make fuzz (fuzz/) ----------------------------------------------------------
+
+
+def json_property(data: bytes | str) -> None:
+    """JSON from outside: a value the contract's encoders can write back, or JsonError only."""
+    try:
+        value = parse_json(data)
+    except JsonError as exc:
+        assert "\n" not in str(exc)
+        return
+    json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+def payload_property(data: bytes) -> None:
+    """An MQTT payload as the kiosk's uplink reads it: the first byte picks the channel's
+    schema, the rest is the payload; JsonError or PayloadError only, one line each."""
+    if not data:
+        return
+    name = PAYLOAD_NAMES[data[0] % len(PAYLOAD_NAMES)]
+    try:
+        validate(name, parse_json(data[1:]))
+    except (JsonError, PayloadError) as exc:
+        assert "\n" not in str(exc)
+
+
+#: The fuzz targets of this area by name (fuzz/fuzz_<name>.py runs each under atheris).
+PROPERTIES = {"json": json_property, "payload": payload_property}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_as_any_channel_s_payload(data: bytes) -> None:
+    payload_property(data)

@@ -10,6 +10,7 @@ minutes under a coverage-guided fuzzer, ``fuzz/``).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -34,7 +35,7 @@ from edge.screening.delta import (
 )
 from edge.screening.store import WatchlistStore
 from mqtt_schemas.list_formats import FORMATS, ListFormatError, read_list
-from mqtt_schemas.validation import MAX_DEPTH
+from mqtt_schemas.validation import MAX_DEPTH, JsonError, parse_json
 from mqtt_schemas.watchlist import (
     WatchlistError,
     diff,
@@ -226,7 +227,11 @@ def list_files(draw: st.DrawFn) -> tuple[str, bytes]:
 @example(("csv", b"id,kind\n\x00,\xff\n"))
 @example(("un-xml", b'<!DOCTYPE x [<!ENTITY a "b">]><CONSOLIDATED_LIST/>'))
 def test_list_readers_yield_events_and_raise_nothing(file: tuple[str, bytes]) -> None:
-    fmt, data = file
+    list_property(*file)
+
+
+def list_property(fmt: str, data: bytes) -> None:
+    """A list file of format ``fmt``: events, each error one line of the format's own type."""
     for event in read_list(io.BytesIO(data), "list", fmt):
         if event.error is not None:
             assert isinstance(event.error, ListFormatError | ValueError)
@@ -239,6 +244,11 @@ def test_list_readers_yield_events_and_raise_nothing(file: tuple[str, bytes]) ->
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
 def test_a_changes_file_reads_or_raises_watchlist_error(data: bytes) -> None:
+    changes_property(data)
+
+
+def changes_property(data: bytes) -> None:
+    """A changes file (the console signs it): WatchlistError only."""
     try:
         read_changes(io.BytesIO(data), "changes.jsonl")
     except WatchlistError as exc:
@@ -268,6 +278,7 @@ DOCUMENT_ENTRY = {k: v for k, v in DOCUMENT.items() if k not in ("id", "kind")} 
     "action": "refer"
 }
 GENUINE = genuine_chunks()
+GENUINE_LINE = json.dumps(GENUINE[0]).encode()
 
 
 @st.composite
@@ -304,19 +315,44 @@ def resigned(chunk: object) -> object:
         return chunk
 
 
-@settings(max_examples=200, deadline=None)
-@given(spoiled_chunks())
-def test_spoiled_chunks_verify_or_are_rejected(spoiled) -> None:
-    chunks, _ = spoiled
+def chunks_property(chunks: list[object]) -> None:
+    """Chunks as a kiosk receives them: each verifies or is refused (WatchlistError), and the
+    delta verifies or is rejected (DeltaRejected), one line each."""
     for chunk in chunks:
         try:
             verify_chunk(chunk, TRUSTED)
         except WatchlistError as exc:
             assert "\n" not in str(exc)
     try:
-        verify_chunks(chunks, TRUSTED)
+        verify_chunks(chunks, TRUSTED)  # type: ignore[arg-type]
     except DeltaRejected as exc:
         assert exc.reason and "\n" not in str(exc)
+
+
+def chunk_line_property(data: bytes) -> None:
+    """A chunk file's first line replaced by ``data`` (as ``watchlist apply`` reads it), the
+    other chunks genuine; the first byte says whether to sign it again with the trusted key."""
+    if not data:
+        return
+    try:
+        chunk = parse_json(data[1:])
+    except JsonError:
+        return
+    chunks_property([resigned(chunk) if data[0] & 1 else chunk, *GENUINE[1:]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(spoiled_chunks())
+def test_spoiled_chunks_verify_or_are_rejected(spoiled) -> None:
+    chunks_property(spoiled[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.binary(max_size=400) | st.binary(max_size=20).map(lambda b: b"\x01" + GENUINE_LINE[:-20] + b)
+)
+def test_any_first_line_of_a_chunk_file(data: bytes) -> None:
+    chunk_line_property(data)
 
 
 @settings(
@@ -344,3 +380,11 @@ def test_spoiled_chunks_apply_whole_or_leave_the_store_as_it_was(tmp_path_factor
             apply_chunks(store, chunks, TRUSTED)
         assert "\n" not in str(refused.value)
         assert store.status() == before
+
+
+#: The fuzz targets of this area by name (fuzz/fuzz_<name>.py runs each under atheris).
+PROPERTIES = {
+    **{f"list_{fmt.replace('-', '_')}": functools.partial(list_property, fmt) for fmt in FORMATS},
+    "changes": changes_property,
+    "chunk": chunk_line_property,
+}
