@@ -10,8 +10,8 @@ hold, dates and NaN included, or one key added). ``make fuzz`` runs both for min
 from __future__ import annotations
 
 import copy
-import functools
 import datetime
+import functools
 import math
 import tempfile
 import tomllib
