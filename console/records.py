@@ -139,6 +139,24 @@ class Cleared:
 
 Item = Record | Availability | Health | CommandResult | Quarantined | Cleared
 
+_CHANNEL_OF = {Availability: "availability", Health: "health", CommandResult: "command-results"}
+
+
+def from_revoked_device(item: Item, revoked_at: str) -> Quarantined:
+    """*item* (from a kiosk whose certificates were all revoked at *revoked_at*) refused: a
+    message already in flight when the broker dropped the kiosk is kept, never accepted."""
+    channel = item.channel if isinstance(item, Record) else _CHANNEL_OF[type(item)]
+    device_id = item.device_id  # type: ignore[union-attr]
+    return Quarantined(
+        topics.device_topic(device_id, channel),
+        item.text.encode("utf-8"),  # type: ignore[union-attr]
+        f"device: {device_id}'s certificate was revoked at {revoked_at}",
+        None,
+        device_id,
+        item.id,  # type: ignore[union-attr]
+        isinstance(item, Record),
+    )
+
 
 def classify(topic: str, raw: bytes) -> Item:
     """The item for one message received on *topic* with payload *raw*; never raises."""

@@ -30,7 +30,7 @@ from console.enrollment import EnrollmentError, EnrollmentSettings, create_token
 from console.store import open_database
 from edge.uplink.enroll import EnrollError
 from edge.uplink.enroll import enroll as kiosk_enroll
-from harness.console import crossing, rows, running_worker
+from harness.console import crossing, rows, running_worker, wait_for_rows
 from mqtt_schemas import topics
 from provisioning.broker import drop_device
 
@@ -248,3 +248,30 @@ def test_the_console_cli_makes_a_token_and_refuses_a_service_name_in_one_line(en
                                           "--by", "ada", "--db", console_db])  # fmt: skip
     assert refused.exit_code == 1
     assert refused.output == "Error: token: device id 'broker' is reserved for a service\n"
+
+
+@pytest.mark.asyncio
+async def test_a_record_of_a_revoked_kiosk_still_in_flight_is_quarantined_not_stored(
+    broker, endpoint, engine, console_db, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-9", POST, ttl_s=3600, created_by="ada")
+    kiosk_enroll(url(server), token, tmp_path / "etc", ca_file=broker.ca.cert_path)
+    await asyncio.to_thread(
+        revoke, engine, broker.pki.devices, "kiosk-enr-9", "stolen", actor="ada",
+        disconnect=lambda device: None,
+    )  # fmt: skip
+    late = crossing("kiosk-enr-9", 1)
+    on_time = crossing("kiosk-enr-10", 1)
+    async with running_worker(broker, console_db), broker.observer() as relay:
+        # What the broker still delivers after the kiosk was dropped (relayed here as it would).
+        await relay.publish(topics.device_topic("kiosk-enr-9", "crossings"), json.dumps(late), 1)
+        await relay.publish(
+            topics.device_topic("kiosk-enr-10", "crossings"), json.dumps(on_time), 1
+        )
+        await wait_for_rows(console_db, "SELECT id FROM crossings", 1)
+        await wait_for_rows(console_db, "SELECT id FROM quarantine", 1)
+    assert [r["id"] for r in rows(console_db, "SELECT id FROM crossings")] == [on_time["id"]]
+    (kept,) = rows(console_db, "SELECT device_id, reason FROM quarantine")
+    assert kept["device_id"] == "kiosk-enr-9"
+    assert kept["reason"].startswith("device: kiosk-enr-9's certificate was revoked at ")

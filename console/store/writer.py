@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Insert, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mqtt_schemas import topics
@@ -45,6 +45,7 @@ from ..records import (
     Item,
     Quarantined,
     Record,
+    from_revoked_device,
     rejection_reason,
 )
 from .database import StoreError, open_database, retrying
@@ -56,6 +57,7 @@ from .schema import (
     console_nodes,
     crossing_count_key,
     crossing_counts,
+    device_certificates,
     devices,
     heartbeat_row,
     heartbeats,
@@ -158,7 +160,11 @@ class _Batch:
         conn, received_at, outcome = self.conn, self.received_at, self.outcome
         by_channel: dict[str, list[Record]] = {}
         seen: dict[str, str] = {}
+        revoked = self._revoked(items)
         for item in items:
+            device = getattr(item, "device_id", None)
+            if device in revoked and not isinstance(item, (Quarantined, Cleared)):
+                item = from_revoked_device(item, revoked[device])
             if isinstance(item, Record):
                 by_channel.setdefault(item.channel, []).append(item)
                 seen[item.device_id] = received_at
@@ -196,6 +202,21 @@ class _Batch:
             last = conn.execute(statement).scalar_one()
             outcome.ack_seqs = range(last - count + 1, last + 1)
         return outcome
+
+    def _revoked(self, items: Sequence[Item]) -> dict[str, str]:
+        """The kiosks among *items*' whose every certificate is revoked, with the last
+        revocation's time: what they still had in flight is refused (one indexed query)."""
+        kiosks = {getattr(item, "device_id", None) for item in items} - {None}
+        if not kiosks:
+            return {}
+        table = device_certificates
+        rows = self.conn.execute(
+            select(table.c.device_id, func.max(table.c.revoked_at))
+            .where(table.c.device_id.in_(sorted(kiosks)))
+            .group_by(table.c.device_id)
+            .having(func.count(table.c.revoked_at) == func.count())
+        )
+        return {device: revoked_at for device, revoked_at in rows}
 
     # -- records --------------------------------------------------------------------------
 
