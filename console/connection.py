@@ -80,6 +80,7 @@ def client(
     manual_ack: bool,
     inbox: asyncio.Queue[aiomqtt.Message] | None = None,
     timeout: float = 10.0,
+    keepalive: int = 60,
 ) -> aiomqtt.Client:
     """A client that resumes the session *client_id* (``clean_start`` false) when it exists.
 
@@ -90,6 +91,10 @@ def client(
     manual acks it bounds what one worker holds uncommitted. Received messages go to *inbox*
     when given (aiomqtt's ``queue_type``), so a consumer can take everything already received
     at once instead of paying ``client.messages``' task per message.
+
+    *keepalive* (seconds) bounds how long a silent connection (a cut link: no RST, no FIN)
+    goes unnoticed: paho sends a PINGREQ after *keepalive* without traffic and gives up
+    *keepalive* later without a PINGRESP, and the broker drops us after 1.5 x *keepalive*.
     """
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = session_expiry
@@ -107,6 +112,7 @@ def client(
             keyfile=str(endpoint.key_file),
         ),
         timeout=timeout,
+        keepalive=keepalive,
         queue_type=None if inbox is None else (lambda maxsize=0: inbox),
         socket_options=(NO_DELAY,),
     )

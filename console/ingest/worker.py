@@ -90,6 +90,9 @@ class IngestConfig:
     reconnect_max: float = 30.0
     database_retry_max: float = 10.0
     """Longest wait between tries while the database cannot be reached."""
+    keepalive: int = 60
+    """MQTT keepalive in seconds: a link that goes silent (cut, no RST) is noticed within
+    about twice this, and the worker reconnects; the broker drops it after 1.5 x this."""
 
     @property
     def mqtt_client_id(self) -> str:
@@ -188,6 +191,7 @@ class IngestWorker:
             receive_maximum=config.receive_maximum,
             manual_ack=True,
             inbox=inbox,
+            keepalive=config.keepalive,
         )
         async with mqtt:
             self.stats.connects += 1
