@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench lint system-packages venv clean help
+.PHONY: test demo bench lint fuzz system-packages venv clean help
 
 help:
 	@echo "make test    install what is missing, lint, run every test on the real stack"
 	@echo "make demo    run the stack (DEMO_SECONDS=N stops it by itself)"
 	@echo "make bench   run the benchmarks and print their figures"
 	@echo "make lint    ruff check and format check"
+	@echo "make fuzz    every parser under a coverage-guided fuzzer (FUZZ_SECONDS=N each)"
 
 test: system-packages $(INSTALLED) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -23,6 +24,11 @@ demo: system-packages $(INSTALLED)
 
 bench: system-packages $(INSTALLED)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Not part of test: minutes per parser (FUZZ_SECONDS, default 180; FUZZ_TARGETS to choose).
+fuzz: system-packages $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
+	$(BIN)/python fuzz/run.py
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -1,0 +1,10 @@
+"""A CSCA's CRL with one DER node changed.
+
+The property: ``crl`` in tests/test_fuzz_documents.py;
+``make fuzz`` runs it (fuzz/run.py).
+"""
+
+from harness import fuzz
+
+if __name__ == "__main__":
+    fuzz("documents", "crl")

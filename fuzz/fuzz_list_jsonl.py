@@ -1,0 +1,10 @@
+"""A watchlist in our JSON Lines: events, errors of its own type.
+
+The property: ``list_jsonl`` in tests/test_fuzz_watchlist.py;
+``make fuzz`` runs it (fuzz/run.py).
+"""
+
+from harness import fuzz
+
+if __name__ == "__main__":
+    fuzz("watchlist", "list_jsonl")

@@ -1,0 +1,10 @@
+"""BER-TLV, constructed objects' children too: TlvError only.
+
+The property: ``tlv`` in tests/test_fuzz_documents.py;
+``make fuzz`` runs it (fuzz/run.py).
+"""
+
+from harness import fuzz
+
+if __name__ == "__main__":
+    fuzz("documents", "tlv")
