@@ -40,6 +40,7 @@ import aiomqtt
 
 from mqtt_schemas import PayloadError, tag, topics, validate
 from mqtt_schemas.envelope import clock_state, uuid7
+from mqtt_schemas.validation import parse_json
 
 from . import connection
 from .connection import Endpoint
@@ -179,7 +180,7 @@ async def send_command(
 async def _answer(client: aiomqtt.Client, command_id: str) -> dict[str, Any]:
     async for message in client.messages:
         try:
-            payload = json.loads(message.payload)
+            payload = parse_json(message.payload)
             validate("command-result", payload)
         except (ValueError, PayloadError) as exc:
             # The ingest workers quarantine it; here it is simply not the answer.

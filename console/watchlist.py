@@ -47,6 +47,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 import mqtt_schemas
 from mqtt_schemas import PayloadError, TopicError, topics
 from mqtt_schemas.envelope import clock_state, utc_now, uuid7
+from mqtt_schemas.validation import parse_json
 from mqtt_schemas.watchlist import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_CHANGES,
@@ -641,7 +642,7 @@ class CatchupResponder:
         """Answer one request; returns how many chunks were sent (0: refused or up to date)."""
         try:
             route = topics.parse(topic)
-            request = json.loads(raw)
+            request = parse_json(raw)
             mqtt_schemas.validate("watchlist-catchup", request)
         except (TopicError, PayloadError, ValueError, TypeError) as exc:
             log.warning("ignored a catch-up request on %s: %s", topic, exc)
