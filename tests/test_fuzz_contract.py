@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from test_uplink_session import open_outbox, running, until
 
 import mqtt_schemas
+from console.connection import Endpoint
+from console.watchlist import CatchupResponder, WatchlistHistory
 from edge.uplink import ConnectionState, Incoming
 from mqtt_schemas import PayloadError, topics, validate
 from mqtt_schemas.validation import JsonError, parse_json
@@ -164,3 +166,24 @@ PROPERTIES = {"json": json_property, "payload": payload_property}
 @given(st.binary(max_size=300))
 def test_any_bytes_as_any_channel_s_payload(data: bytes) -> None:
     payload_property(data)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("value", HOSTILE, ids=["nan", "deep", "digits", "surrogate"])
+async def test_the_console_ignores_a_hostile_catch_up_request_in_one_line(
+    tmp_path, caplog, value: str
+) -> None:
+    """A kiosk may publish catch-up requests: one nested 100,000 deep raised RecursionError out
+    of the responder's answer (a traceback in the console's log for every such message)."""
+    history = WatchlistHistory(str(tmp_path / "console.db"))
+    endpoint = Endpoint("127.0.0.1", 8883, tmp_path / "ca", tmp_path / "crt", tmp_path / "key")
+    responder = CatchupResponder(history, endpoint, node_id="console-1")
+    request = mqtt_schemas.examples("watchlist-catchup")["valid"][0]["payload"]
+    topic = topics.device_topic(request["device_id"], "watchlist/catchup")
+    caplog.set_level(logging.WARNING, logger="console")
+    try:
+        assert await responder.answer(None, topic, with_value(request, value)) == 0  # type: ignore[arg-type]
+    finally:
+        history.close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("ignored a catch-up request") and "\n" not in line
