@@ -1,10 +1,13 @@
-"""The enrollment endpoint: one HTTPS route, ``POST /enroll``, in the spirit of EST (RFC 7030).
+"""The enrollment endpoint: ``POST /enroll`` and ``POST /renew`` over HTTPS, in the spirit of
+EST (RFC 7030): simpleenroll with a one-time token, simplereenroll with the current certificate.
 
 Why HTTPS and not the broker: a kiosk on first boot has no certificate the broker would accept,
 and a shared bootstrap identity would let whoever copies it from one kiosk talk to the broker.
 Here the kiosk trusts the deployment's service CA (public; it comes with the image, as EST's
 explicit trust anchor), the server presents a certificate from it, and the one-time token
-proves who the kiosk is. The answer holds only public material.
+proves who the kiosk is. The answer holds only public material. A renewal presents the kiosk's
+current certificate as its TLS client certificate (the handshake proves it holds the key); the
+server asks for one but does not require it, so first enrollments need none.
 
 The server is deliberately small (the standard library's threading HTTP server under TLS): one
 route, bodies of at most 32 KiB, a socket timeout, JSON read with the contract's hostile-input
@@ -28,11 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine
 
 from mqtt_schemas.validation import JsonError, parse_json
 
-from .enrollment import EnrollmentError, EnrollmentSettings, enroll
+from .enrollment import EnrollmentError, EnrollmentSettings, enroll, renew
 
 log = logging.getLogger("borderlane.console.enroll")
 
@@ -46,6 +51,7 @@ STATUS = {
     "device": 403,
     "replace": 409,
     "broker": 503,
+    "certificate": 403,
 }
 
 
@@ -66,6 +72,10 @@ class EnrollServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(tls_cert, tls_key)
+        # Renewals present the current device certificate; enrollments present none.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=settings.device_ca.certificate.public_bytes(
+            serialization.Encoding.PEM).decode("ascii"))  # fmt: skip
         owner = self
 
         class Handler(_Handler):
@@ -97,22 +107,31 @@ class EnrollServer:
         if self._thread is not None:
             self._thread.join(5)
 
-    def handle(self, body: bytes, address: str) -> tuple[int, dict[str, Any]]:
-        """The status and JSON answer for one request body."""
+    def handle(
+        self, route: str, body: bytes, address: str, peer: bytes | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer for one request body on *route* (``/enroll`` or
+        ``/renew``); *peer* is the client's certificate (DER), if it presented one."""
         try:
             request = parse_json(body)
         except JsonError as exc:
             return 400, _error("request", str(exc))
         try:
             with self._lock:
-                answer = enroll(
-                    self.engine,
-                    self.settings,
-                    request,
-                    register=self.register,
-                    revoke_old=self.revoke_old,
-                    address=address,
-                )
+                if route == "/renew":
+                    if peer is None:
+                        raise EnrollmentError("certificate", "present the current certificate")
+                    current = x509.load_der_x509_certificate(peer)
+                    answer = renew(self.engine, self.settings, current, request, address=address)
+                else:
+                    answer = enroll(
+                        self.engine,
+                        self.settings,
+                        request,
+                        register=self.register,
+                        revoke_old=self.revoke_old,
+                        address=address,
+                    )
         except EnrollmentError as exc:
             return STATUS.get(exc.step, 400), _error(exc.step, exc.reason)
         return 200, answer
@@ -129,8 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_POST(self) -> None:
-        if self.path != "/enroll":
-            self._send(404, _error("request", "the only route is POST /enroll"))
+        if self.path not in ("/enroll", "/renew"):
+            self._send(404, _error("request", "the routes are POST /enroll and POST /renew"))
             return
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -144,11 +163,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(length)
         except (OSError, TimeoutError):
             return
-        status, answer = self.server_owner.handle(body, self.client_address[0])
+        peer = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        status, answer = self.server_owner.handle(self.path, body, self.client_address[0], peer)
         self._send(status, answer)
 
     def do_GET(self) -> None:
-        self._send(405, _error("request", "the only route is POST /enroll"))
+        self._send(405, _error("request", "the routes are POST /enroll and POST /renew"))
 
     def _send(self, status: int, answer: dict[str, Any]) -> None:
         data = json.dumps(answer).encode("utf-8")

@@ -57,6 +57,7 @@ __all__ = [
     "EnrollmentSettings",
     "create_token",
     "enroll",
+    "renew",
     "revoke",
 ]
 
@@ -303,6 +304,71 @@ def enroll(
         "broker": {"host": settings.broker_host, "port": settings.broker_port},
         "broker_ca": settings.broker_ca_pem,
         "watchlist_keys": dict(settings.watchlist_keys),
+    }
+
+
+def renew(
+    engine: Engine,
+    settings: EnrollmentSettings,
+    current: x509.Certificate,
+    request: Any,
+    *,
+    address: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """A new certificate for a kiosk that proves it holds a valid one (*current*, presented
+    as its TLS client certificate, so it holds that key): a certificate this console's device
+    CA issued by enrollment, unexpired and unrevoked, for the same device as the request's.
+    The old certificate stays valid until it expires: the kiosk switches once the new one works.
+    Raises :class:`EnrollmentError` (steps ``request``, ``csr``, ``clock``, ``certificate``)."""
+    moment = now or _now()
+    device = "?"
+    try:
+        if not isinstance(request, dict) or set(request) != {"csr", "time"}:
+            raise EnrollmentError("request", "a JSON object with csr and time, nothing else")
+        _, csr, kiosk_time = _check_request({"token": "-", **request})
+        device = _common_name(csr)
+        names = current.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if [n.value for n in names] != [device]:
+            raise EnrollmentError("certificate", "the request and the certificate name two devices")
+        if current.issuer != settings.device_ca.certificate.subject:
+            raise EnrollmentError("certificate", "not issued by this console's device CA")
+        if current.not_valid_after_utc <= moment:
+            raise EnrollmentError("certificate", "expired: enroll again with a new token")
+        skew = abs((kiosk_time - moment).total_seconds())
+        if skew > settings.max_clock_skew_s:
+            raise EnrollmentError("clock", f"the kiosk's clock is {skew:.0f} s off the console's")
+        serial = format(current.serial_number, "x")
+        with engine.begin() as conn:
+            row = conn.execute(
+                select(device_certificates).where(device_certificates.c.serial == serial)
+            ).first()
+            if row is None or row.device_id != device:
+                raise EnrollmentError("certificate", "not one this console enrolled: use a token")
+            if row.revoked_at is not None:
+                raise EnrollmentError("certificate", f"revoked at {row.revoked_at}")
+        certificate = settings.device_ca.sign_request(csr, device, settings.certificate_days)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(device_certificates).values(
+                    serial=format(certificate.serial_number, "x"),
+                    device_id=device,
+                    post=row.post,
+                    issued_at=_iso(moment),
+                    not_after=_iso(certificate.not_valid_after_utc),
+                )
+            )
+    except EnrollmentError as exc:
+        log.warning("renewal of %s refused at %s: %s", device, exc.step, exc.reason)
+        _audit(engine, f"kiosk:{device}", "device.renew", address, step=exc.step, ok=False)
+        raise
+    log.info("renewed %s until %s", device, certificate.not_valid_after_utc)
+    _audit(engine, f"kiosk:{device}", "device.renew", address, ok=True)
+    pem = serialization.Encoding.PEM
+    return {
+        "device_id": device,
+        "certificate": certificate.public_bytes(pem).decode("ascii"),
+        "not_after": _iso(certificate.not_valid_after_utc),
     }
 
 

@@ -28,7 +28,7 @@ from console.cli import cli as console_cli
 from console.enroll_server import EnrollServer
 from console.enrollment import EnrollmentError, EnrollmentSettings, create_token, enroll, revoke
 from console.store import open_database
-from edge.uplink.enroll import EnrollError
+from edge.uplink.enroll import EnrollError, check_with_broker, promote, renew
 from edge.uplink.enroll import enroll as kiosk_enroll
 from harness.console import crossing, rows, running_worker, wait_for_rows
 from mqtt_schemas import topics
@@ -275,3 +275,45 @@ async def test_a_record_of_a_revoked_kiosk_still_in_flight_is_quarantined_not_st
     (kept,) = rows(console_db, "SELECT device_id, reason FROM quarantine")
     assert kept["device_id"] == "kiosk-enr-9"
     assert kept["reason"].startswith("device: kiosk-enr-9's certificate was revoked at ")
+
+
+def test_an_enrolled_kiosk_renews_with_its_current_certificate_and_switches_once_it_works(
+    broker, endpoint, engine, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-11", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+    old = (state / "kiosk.crt").read_bytes()
+    fresh = renew(url(server), state, ca_file=broker.ca.cert_path)
+    assert (state / "kiosk.crt").read_bytes() == old  # still in use until the new one works
+    next_key = state / "kiosk.key.next"
+    check_with_broker(broker.host, broker.tls_port, state / "ca.crt", fresh, next_key)
+    assert promote(state)
+    assert (state / "kiosk.crt.prev").read_bytes() == old
+    new = x509.load_pem_x509_certificate((state / "kiosk.crt").read_bytes())
+    assert new.serial_number != x509.load_pem_x509_certificate(old).serial_number
+    check_with_broker(broker.host, broker.tls_port, state / "ca.crt", state / "kiosk.crt",
+                      state / "kiosk.key")  # fmt: skip
+    assert ("kiosk:kiosk-enr-11", "device.renew") in audit_actions(engine)
+
+
+def test_renewal_is_refused_without_a_valid_enrolled_certificate(
+    broker, endpoint, engine, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-12", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+    revoke(engine, broker.pki.devices, "kiosk-enr-12", "stolen", actor="ada",
+           disconnect=lambda device: None)  # fmt: skip
+    with pytest.raises(EnrollError, match=r"^certificate: revoked at "):
+        renew(url(server), state, ca_file=broker.ca.cert_path)
+    # A certificate issued outside enrollment (by the offline provisioning tool) cannot renew.
+    offline = broker.identity("kiosk-offline-1")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "kiosk.crt").write_bytes(offline.cert_path.read_bytes())
+    (other / "kiosk.key").write_bytes(offline.key_path.read_bytes())
+    with pytest.raises(EnrollError, match="not one this console enrolled"):
+        renew(url(server), other, ca_file=broker.ca.cert_path)

@@ -40,7 +40,7 @@ from mqtt_schemas.validation import JsonError, parse_json
 
 from .errors import UplinkError
 
-__all__ = ["EnrollError", "Enrollment", "enroll"]
+__all__ = ["EnrollError", "Enrollment", "check_with_broker", "enroll", "promote", "renew"]
 
 MAX_ANSWER = 256 * 1024
 
@@ -81,15 +81,24 @@ def device_of(token: str) -> str:
     return device
 
 
-def _request(url: str, body: bytes, ca_file: Path, timeout: float) -> tuple[int, bytes]:
+def _request(
+    url: str,
+    body: bytes,
+    ca_file: Path,
+    timeout: float,
+    route: str = "/enroll",
+    identity: tuple[Path, Path] | None = None,
+) -> tuple[int, bytes]:
     if not url.startswith("https://"):
         raise EnrollError("connect", "the console's address must be https://")
     try:
         context = ssl.create_default_context(cafile=str(ca_file))
+        if identity is not None:
+            context.load_cert_chain(*identity)
     except (OSError, ssl.SSLError) as exc:
-        raise EnrollError("connect", f"cannot read the CA file {ca_file}: {exc}") from None
+        raise EnrollError("connect", f"cannot read the TLS files: {exc}") from None
     request = urllib.request.Request(
-        url.rstrip("/") + "/enroll",
+        url.rstrip("/") + route,
         data=body,
         headers={"Content-Type": "application/json"},
         method="POST",
@@ -111,40 +120,26 @@ def _text(answer: dict, key: str) -> str:
     return value
 
 
-def enroll(
-    console_url: str,
-    token: str,
-    state_dir: Path,
-    *,
-    ca_file: Path,
-    timeout: float = 30.0,
-) -> Enrollment:
-    """Enroll this kiosk (see the module docs); return what it was told."""
-    device = device_of(token)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _new_key_and_request(device: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
     key = ec.generate_private_key(ec.SECP256R1())
-    _write(
-        state_dir / "kiosk.key",
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        0o600,
-    )
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))
         .sign(key, hashes.SHA256())
     )
-    body = json.dumps(
-        {
-            "token": token,
-            "csr": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-    ).encode()
-    status, raw = _request(console_url, body, ca_file, timeout)
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _answer(status: int, raw: bytes) -> dict:
+    """The console's JSON answer, or :class:`EnrollError` with the console's step and reason."""
     if len(raw) > MAX_ANSWER:
         raise EnrollError("answer", "the console's answer is too large")
     try:
@@ -158,24 +153,129 @@ def enroll(
         step = error.get("step") if isinstance(error.get("step"), str) else "answer"
         reason = error.get("reason") if isinstance(error.get("reason"), str) else f"HTTP {status}"
         raise EnrollError(step[:32], reason[:300])
-    return _store(answer, device, key, state_dir)
+    return answer
 
 
-def _store(
-    answer: dict, device: str, key: ec.EllipticCurvePrivateKey, state_dir: Path
-) -> Enrollment:
-    certificate_pem = _text(answer, "certificate").encode("ascii", "replace")
+def _certificate_for(
+    answer: dict, device: str, key: ec.EllipticCurvePrivateKey
+) -> tuple[x509.Certificate, bytes]:
+    pem = _text(answer, "certificate").encode("ascii", "replace")
     try:
-        certificate = x509.load_pem_x509_certificate(certificate_pem)
-        for name in ("device_ca", "broker_ca"):
-            x509.load_pem_x509_certificate(_text(answer, name).encode("ascii", "replace"))
+        certificate = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise EnrollError("answer", "a certificate in the console's answer is unreadable") from None
+        raise EnrollError(
+            "answer", "the certificate in the console's answer is unreadable"
+        ) from None
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if [n.value for n in names] != [device]:
         raise EnrollError("answer", "the certificate does not name this kiosk")
     if certificate.public_key().public_numbers() != key.public_key().public_numbers():
         raise EnrollError("answer", "the certificate is not for this kiosk's key")
+    return certificate, pem
+
+
+NEXT = ("kiosk.key.next", "kiosk.crt.next")
+
+
+def renew(console_url: str, state_dir: Path, *, ca_file: Path, timeout: float = 30.0) -> Path:
+    """Ask for a new certificate, proving the current one (``kiosk.crt``/``kiosk.key`` in
+    *state_dir*) as the TLS client certificate; the new key and certificate are written as
+    ``kiosk.key.next`` and ``kiosk.crt.next`` beside the current pair, which stays in use
+    until :func:`promote` (once :func:`check_with_broker` says the new one works). Returns the
+    new certificate's path."""
+    current = state_dir / "kiosk.crt"
+    try:
+        certificate = x509.load_pem_x509_certificate(current.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise EnrollError("certificate", f"cannot read {current}: {exc}") from None
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    device = str(names[0].value) if names else ""
+    key, csr = _new_key_and_request(device)
+    body = json.dumps(
+        {"csr": csr, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    ).encode()
+    status, raw = _request(
+        console_url, body, ca_file, timeout, "/renew", (current, state_dir / "kiosk.key")
+    )
+    _, pem = _certificate_for(_answer(status, raw), device, key)
+    _write(state_dir / NEXT[0], _key_pem(key), 0o600)
+    _write(state_dir / NEXT[1], pem)
+    return state_dir / NEXT[1]
+
+
+def check_with_broker(
+    host: str, port: int, ca_file: Path, cert_file: Path, key_file: Path, timeout: float = 10.0
+) -> None:
+    """A TLS handshake with the broker's kiosk listener presenting *cert_file*: whether the
+    broker accepts it (issuer, CRL), without an MQTT session (which would take over the one the
+    uplink has: the broker binds a kiosk's client id to its certificate). TLS 1.2, so the client
+    certificate is checked inside the handshake. :class:`EnrollError` (step ``broker``) if not."""
+    import socket
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.do_handshake()
+    except (OSError, ssl.SSLError) as exc:
+        raise EnrollError("broker", f"the broker refuses the new certificate: {exc}") from None
+
+
+def promote(state_dir: Path) -> bool:
+    """Put ``kiosk.key.next``/``kiosk.crt.next`` in place of the current pair (kept as
+    ``.prev``); the uplink uses them from its next connection. Finishes a promotion a power cut
+    interrupted. Returns whether there was anything to promote."""
+    key_next, crt_next = (state_dir / name for name in NEXT)
+    if not crt_next.exists():
+        return False
+    if key_next.exists():
+        for name in ("kiosk.key", "kiosk.crt"):
+            if (state_dir / name).exists():
+                os.replace(state_dir / name, state_dir / f"{name}.prev")
+        os.replace(key_next, state_dir / "kiosk.key")
+    os.replace(crt_next, state_dir / "kiosk.crt")
+    return True
+
+
+def enroll(
+    console_url: str,
+    token: str,
+    state_dir: Path,
+    *,
+    ca_file: Path,
+    timeout: float = 30.0,
+) -> Enrollment:
+    """Enroll this kiosk (see the module docs); return what it was told."""
+    device = device_of(token)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key, csr = _new_key_and_request(device)
+    _write(state_dir / "kiosk.key", _key_pem(key), 0o600)  # before anything is sent
+    body = json.dumps(
+        {
+            "token": token,
+            "csr": csr,
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    ).encode()
+    status, raw = _request(console_url, body, ca_file, timeout)
+    return _store(_answer(status, raw), device, key, state_dir)
+
+
+def _store(
+    answer: dict, device: str, key: ec.EllipticCurvePrivateKey, state_dir: Path
+) -> Enrollment:
+    _, certificate_pem = _certificate_for(answer, device, key)
+    try:
+        for name in ("device_ca", "broker_ca"):
+            x509.load_pem_x509_certificate(_text(answer, name).encode("ascii", "replace"))
+    except ValueError:
+        raise EnrollError(
+            "answer", "a CA certificate in the console's answer is unreadable"
+        ) from None
     broker = answer.get("broker")
     if not (
         isinstance(broker, dict)
