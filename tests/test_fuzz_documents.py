@@ -22,10 +22,10 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from asn1crypto import cms as asn1_cms
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_emrtd_passive_auth import sod_with_certificate
 
 from edge.devices.card_atr import capabilities_from_atr, parse_atr
 from edge.devices.mrz_framing import LineFramer, StxEtxFramer
@@ -182,17 +182,7 @@ def certificate_structure_property(instructions: bytes) -> None:
     """The genuine DS certificate with one node changed, alone and embedded in EF.SOD."""
     certificate = mutate_der(DS_DER, instructions)
     certificate_property(certificate)
-    info = asn1_cms.ContentInfo.load(tlv.decode_one(SOD, 0x77).value)
-    signed = info["content"]
-    body = (
-        signed["version"].dump()
-        + signed["digest_algorithms"].dump()
-        + signed["encap_content_info"].dump()
-        + tlv.encode(0xA0, certificate)
-        + signed["signer_infos"].dump()
-    )
-    content = info["content_type"].dump() + tlv.encode(0xA0, tlv.encode(0x30, body))
-    sod_property(tlv.encode(0x77, tlv.encode(0x30, content)))
+    sod_property(sod_with_certificate(SOD, certificate))
 
 
 def crl_property(instructions: bytes) -> None:
