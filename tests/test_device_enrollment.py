@@ -28,6 +28,7 @@ from console.cli import cli as console_cli
 from console.enroll_server import EnrollServer
 from console.enrollment import EnrollmentError, EnrollmentSettings, create_token, enroll, revoke
 from console.store import open_database
+from edge.agent.certificates import CertificateKeeper, RenewalSettings
 from edge.uplink.enroll import EnrollError, check_with_broker, promote, renew
 from edge.uplink.enroll import enroll as kiosk_enroll
 from harness.console import crossing, rows, running_worker, wait_for_rows
@@ -285,11 +286,12 @@ def test_an_enrolled_kiosk_renews_with_its_current_certificate_and_switches_once
     state = tmp_path / "etc"
     kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
     old = (state / "kiosk.crt").read_bytes()
-    fresh = renew(url(server), state, ca_file=broker.ca.cert_path)
+    cert, key = state / "kiosk.crt", state / "kiosk.key"
+    fresh = renew(url(server), cert, key, ca_file=broker.ca.cert_path)
     assert (state / "kiosk.crt").read_bytes() == old  # still in use until the new one works
     next_key = state / "kiosk.key.next"
     check_with_broker(broker.host, broker.tls_port, state / "ca.crt", fresh, next_key)
-    assert promote(state)
+    assert promote(cert, key)
     assert (state / "kiosk.crt.prev").read_bytes() == old
     new = x509.load_pem_x509_certificate((state / "kiosk.crt").read_bytes())
     assert new.serial_number != x509.load_pem_x509_certificate(old).serial_number
@@ -308,12 +310,44 @@ def test_renewal_is_refused_without_a_valid_enrolled_certificate(
     revoke(engine, broker.pki.devices, "kiosk-enr-12", "stolen", actor="ada",
            disconnect=lambda device: None)  # fmt: skip
     with pytest.raises(EnrollError, match=r"^certificate: revoked at "):
-        renew(url(server), state, ca_file=broker.ca.cert_path)
+        renew(url(server), state / "kiosk.crt", state / "kiosk.key", ca_file=broker.ca.cert_path)
     # A certificate issued outside enrollment (by the offline provisioning tool) cannot renew.
     offline = broker.identity("kiosk-offline-1")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "kiosk.crt").write_bytes(offline.cert_path.read_bytes())
-    (other / "kiosk.key").write_bytes(offline.key_path.read_bytes())
     with pytest.raises(EnrollError, match="not one this console enrolled"):
-        renew(url(server), other, ca_file=broker.ca.cert_path)
+        renew(url(server), offline.cert_path, offline.key_path, ca_file=broker.ca.cert_path)
+
+
+def test_the_agent_renews_at_two_thirds_of_the_lifetime_and_its_health_warns_before_expiry(
+    broker, endpoint, engine, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-13", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+    issued = x509.load_pem_x509_certificate((state / "kiosk.crt").read_bytes())
+    start, end = issued.not_valid_before_utc, issued.not_valid_after_utc
+    moment = [start + (end - start) * 0.5]
+    keeper = CertificateKeeper(
+        state / "kiosk.crt",
+        state / "kiosk.key",
+        (broker.host, broker.tls_port, state / "ca.crt"),
+        RenewalSettings(url=url(server), ca_file=broker.ca.cert_path),
+        clock=lambda: moment[0],
+    )
+    assert not keeper.due() and keeper.component()["state"] == "ok"
+    moment[0] = start + (end - start) * 0.7
+    assert keeper.due()
+    keeper.renew_now()
+    renewed = x509.load_pem_x509_certificate((state / "kiosk.crt").read_bytes())
+    assert renewed.serial_number != issued.serial_number
+    # The health entry, against the renewed certificate: alarm within 7 days, down once expired.
+    end = renewed.not_valid_after_utc
+    for offset, state_expected in ((dt.timedelta(days=10), "ok"), (dt.timedelta(days=3), "down"),
+                                   (dt.timedelta(seconds=-1), "down")):  # fmt: skip
+        moment[0] = end - offset
+        keeper.last_error = None
+        assert keeper.component()["state"] == state_expected, offset
+    moment[0] = end - dt.timedelta(days=8)  # due (past two thirds), not yet within the alarm
+    keeper.last_error = "connect: the console is unreachable"
+    entry = keeper.component()
+    assert entry["state"] == "degraded" and "renewal failing" in entry["detail"]

@@ -57,6 +57,7 @@ from mqtt_schemas.envelope import Clock, SystemClock, format_time
 from mqtt_schemas.health import component_entry
 from mqtt_schemas.watchlist import WatchlistError
 
+from .certificates import CertificateKeeper
 from .commands import CommandError, CommandRunner, diagnostics_action, ping_action
 from .config import AgentConfig, AgentConfigError, load_config
 from .health import heartbeat, run_heartbeat, system_figures
@@ -114,6 +115,13 @@ class Agent:
         self.card_reader: CardReader | None = None
         self.mrz_reader: MrzReader | None = None
         self.pages: Any = None
+        broker = config.uplink.broker
+        self.certificates = CertificateKeeper(
+            broker.cert_file,
+            broker.key_file,
+            (broker.host, broker.port, broker.ca_file),
+            config.enrollment,
+        )
         self._stop = asyncio.Event()
         self._outcome: Outcome = "stop"
 
@@ -253,6 +261,11 @@ class Agent:
         supervisor.absent("camera", "no camera support in this agent version")
         supervisor.add("uplink", self._uplink_part, status=self._uplink_status)
         supervisor.add("health", self._health_part)
+        supervisor.add(
+            "certificate",
+            lambda part: self.certificates.run(part.ready),
+            status=self.certificates.component,
+        )
         if config.ui.enabled:
             supervisor.add("ui", self._ui_part, status=lambda: self.pages.component())
         else:

@@ -40,6 +40,12 @@ file's own directory, so a configuration directory can be moved as a whole::
     [health]
     interval_s = 30
 
+    [enrollment]                      # optional: renew the certificate before it runs out
+    url = "https://console.borderlane.example:8443"   # the console's enrollment endpoint
+    ca_file = "/etc/borderlane/service-ca.crt"        # how that endpoint is recognised
+    renew_at = 0.667                  # share of the certificate's lifetime
+    alarm_days = 7                    # health says "down" this close to expiry
+
 :func:`load_config` is the one entry point; ``borderlane-edge run --check`` runs it alone.
 """
 
@@ -61,6 +67,8 @@ from edge.uplink.config import UplinkConfig
 from edge.uplink.errors import ConfigError
 from mqtt_schemas.errors import TopicError
 from mqtt_schemas.topics import check_device_id
+
+from .certificates import RenewalSettings
 
 __all__ = [
     "AgentConfig",
@@ -196,6 +204,7 @@ class AgentConfig:
     trust: TrustSettings = field(default_factory=TrustSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    enrollment: RenewalSettings = field(default_factory=RenewalSettings)
 
 
 _SECTIONS = {
@@ -209,6 +218,7 @@ _SECTIONS = {
     "watchlist",
     "ui",
     "health",
+    "enrollment",
 }
 
 
@@ -253,6 +263,7 @@ def parse_config(
         watchlist=_watchlist(_table(data.get("watchlist", {}), "watchlist"), agent, base),
         ui=_ui(_table(data.get("ui", {}), "ui"), base),
         health=_health(_table(data.get("health", {}), "health")),
+        enrollment=_enrollment(_table(data.get("enrollment", {}), "enrollment"), base),
     )
 
 
@@ -399,6 +410,23 @@ def _ui(data: Mapping[str, Any], base: Path) -> UiSettings:
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _enrollment(data: Mapping[str, Any], base: Path) -> RenewalSettings:
+    _only(data, {"url", "ca_file", "renew_at", "alarm_days", "retry_s"}, "enrollment")
+    url = data.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith("https://")):
+        raise AgentConfigError("enrollment.url", "an https:// address of the console")
+    ca_file = data.get("ca_file")
+    if (url is None) != (ca_file is None):
+        raise AgentConfigError("enrollment", "url and ca_file go together")
+    return RenewalSettings(
+        url=url,
+        ca_file=None if ca_file is None else _path(base, ca_file, "enrollment.ca_file"),
+        renew_at=_number(data, "renew_at", "enrollment", 2 / 3, 0.5, 0.95),
+        alarm_days=_number(data, "alarm_days", "enrollment", 7, 0, 365),
+        retry_s=_number(data, "retry_s", "enrollment", 3600, 10, 86400),
+    )
 
 
 def _health(data: Mapping[str, Any]) -> HealthSettings:

@@ -40,7 +40,15 @@ from mqtt_schemas.validation import JsonError, parse_json
 
 from .errors import UplinkError
 
-__all__ = ["EnrollError", "Enrollment", "check_with_broker", "enroll", "promote", "renew"]
+__all__ = [
+    "EnrollError",
+    "Enrollment",
+    "check_with_broker",
+    "enroll",
+    "next_of",
+    "promote",
+    "renew",
+]
 
 MAX_ANSWER = 256 * 1024
 
@@ -174,33 +182,33 @@ def _certificate_for(
     return certificate, pem
 
 
-NEXT = ("kiosk.key.next", "kiosk.crt.next")
+def next_of(path: Path) -> Path:
+    """Where the next certificate or key waits beside *path* until it is promoted."""
+    return path.with_name(path.name + ".next")
 
 
-def renew(console_url: str, state_dir: Path, *, ca_file: Path, timeout: float = 30.0) -> Path:
-    """Ask for a new certificate, proving the current one (``kiosk.crt``/``kiosk.key`` in
-    *state_dir*) as the TLS client certificate; the new key and certificate are written as
-    ``kiosk.key.next`` and ``kiosk.crt.next`` beside the current pair, which stays in use
-    until :func:`promote` (once :func:`check_with_broker` says the new one works). Returns the
-    new certificate's path."""
-    current = state_dir / "kiosk.crt"
+def renew(
+    console_url: str, cert_file: Path, key_file: Path, *, ca_file: Path, timeout: float = 30.0
+) -> Path:
+    """Ask for a new certificate, proving the current one (*cert_file*, *key_file*) as the
+    TLS client certificate; the new key and certificate are written beside them with ``.next``
+    appended, and the current pair stays in use until :func:`promote` (once
+    :func:`check_with_broker` says the new one works). Returns the new certificate's path."""
     try:
-        certificate = x509.load_pem_x509_certificate(current.read_bytes())
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
     except (OSError, ValueError) as exc:
-        raise EnrollError("certificate", f"cannot read {current}: {exc}") from None
+        raise EnrollError("certificate", f"cannot read {cert_file}: {exc}") from None
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     device = str(names[0].value) if names else ""
     key, csr = _new_key_and_request(device)
     body = json.dumps(
         {"csr": csr, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     ).encode()
-    status, raw = _request(
-        console_url, body, ca_file, timeout, "/renew", (current, state_dir / "kiosk.key")
-    )
+    status, raw = _request(console_url, body, ca_file, timeout, "/renew", (cert_file, key_file))
     _, pem = _certificate_for(_answer(status, raw), device, key)
-    _write(state_dir / NEXT[0], _key_pem(key), 0o600)
-    _write(state_dir / NEXT[1], pem)
-    return state_dir / NEXT[1]
+    _write(next_of(key_file), _key_pem(key), 0o600)
+    _write(next_of(cert_file), pem)
+    return next_of(cert_file)
 
 
 def check_with_broker(
@@ -225,19 +233,19 @@ def check_with_broker(
         raise EnrollError("broker", f"the broker refuses the new certificate: {exc}") from None
 
 
-def promote(state_dir: Path) -> bool:
-    """Put ``kiosk.key.next``/``kiosk.crt.next`` in place of the current pair (kept as
-    ``.prev``); the uplink uses them from its next connection. Finishes a promotion a power cut
-    interrupted. Returns whether there was anything to promote."""
-    key_next, crt_next = (state_dir / name for name in NEXT)
-    if not crt_next.exists():
+def promote(cert_file: Path, key_file: Path) -> bool:
+    """Put the ``.next`` pair in place of *cert_file*/*key_file* (kept with ``.prev``
+    appended); the uplink uses them from its next connection. Finishes a promotion a power cut
+    interrupted (the key moved, not yet the certificate). Returns whether anything moved."""
+    key_next, cert_next = next_of(key_file), next_of(cert_file)
+    if not cert_next.exists():
         return False
     if key_next.exists():
-        for name in ("kiosk.key", "kiosk.crt"):
-            if (state_dir / name).exists():
-                os.replace(state_dir / name, state_dir / f"{name}.prev")
-        os.replace(key_next, state_dir / "kiosk.key")
-    os.replace(crt_next, state_dir / "kiosk.crt")
+        for path in (key_file, cert_file):
+            if path.exists():
+                os.replace(path, path.with_name(path.name + ".prev"))
+        os.replace(key_next, key_file)
+    os.replace(cert_next, cert_file)
     return True
 
 
