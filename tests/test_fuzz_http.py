@@ -10,15 +10,26 @@ form.
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import re
+import threading
+from collections.abc import Iterator
 from urllib.parse import quote, quote_from_bytes
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_lane import PKI, TRUST
 
 from console.audit import PURPOSES
 from console.store.search import CrossingQuery
 from console.web.purpose import PURPOSE, PURPOSE_TEXT
+from edge.lane import Lane, LaneConfig, StoreScreener
+from edge.screening.store import WatchlistStore
+from edge.ui import KioskPages, OfficerDirectory, add_officer
+from edge.uplink.outbox import Outbox
+from mqtt_schemas.envelope import StaticClock
 
 #: Every parameter a console view reads from the query string (grep request.args), and some.
 PARAMETERS = sorted(
@@ -116,3 +127,125 @@ def test_any_query_on_any_page_is_answered_without_a_server_error(console_web) -
         assert response.status_code < 500, (role, path, query, response.get_data(True)[:300])
 
     check()
+
+
+# -- the kiosk's own pages (traveller screen, officer review) --------------------------------------
+
+OFFICER, PIN = "BDF-2231", "482916"
+KIOSK_PATHS = [
+    "/",
+    "/officer",
+    "/officer/login",
+    "/officer/logout",
+    "/officer/review/{}",
+    "/officer/review/{}/photo",
+    "/officer/review/{}/decision",
+]
+FORM_FIELDS = ["csrf", "officer_id", "pin", "decision", "reason", "hit_id"]
+
+
+@pytest.fixture(scope="module")
+def kiosk_pages(tmp_path_factory) -> Iterator[tuple[KioskPages, str]]:
+    """The kiosk pages of a lane, served from a loop in a thread; and an officer's session
+    cookie, logged in as the kiosk's browser does."""
+    directory = tmp_path_factory.mktemp("kiosk-pages")
+    add_officer(directory / "officers.json", OFFICER, PIN)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    with Outbox(directory / "kiosk.db", "kiosk-bz-se-01", StaticClock()) as outbox:
+
+        async def start() -> KioskPages:
+            lane = Lane(
+                LaneConfig.from_dict({"site": "s", "lane": "lane-1", "direction": "entry"}),
+                outbox=outbox,
+                screener=StoreScreener(WatchlistStore(directory / "w.db")),
+                issuers=TRUST,
+                cscas=PKI.trust_store(),
+            )
+            pages = KioskPages(
+                lane,
+                port=0,
+                officers=OfficerDirectory.load(directory / "officers.json"),
+                logins_file=directory / "officer-logins.json",
+            )
+            return await pages.__aenter__()
+
+        pages = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+        try:
+            status, headers, _ = kiosk_request(
+                pages, "POST", "/officer/login", f"officer_id={OFFICER}&pin={PIN}".encode()
+            )
+            assert status == 303, status
+            cookie = headers["Set-Cookie"].split(";", 1)[0]
+            yield pages, cookie
+        finally:
+            stop = pages.__aexit__(None, None, None)
+            asyncio.run_coroutine_threadsafe(stop, loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+
+def kiosk_request(
+    pages: KioskPages, method: str, path: str, body: bytes = b"", cookie: str | None = None
+) -> tuple[int, dict[str, str], str]:
+    """One request as the kiosk's browser sends it (its Host and Origin)."""
+    host_port = pages.url.removeprefix("http://")
+    connection = http.client.HTTPConnection(host_port, timeout=10)
+    headers = {"Host": host_port, "Origin": pages.url}
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        headers["Cookie"] = cookie
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return (
+            response.status,
+            dict(response.getheaders()),
+            response.read(2000).decode("utf-8", "replace"),
+        )
+    finally:
+        connection.close()
+
+
+@st.composite
+def kiosk_requests(draw: st.DrawFn) -> tuple[str, str, bytes, bool]:
+    path = draw(st.sampled_from(KIOSK_PATHS)).format(
+        quote_from_bytes(draw(values) or b"x", safe="")
+    )
+    if draw(st.booleans()):
+        path += "?" + quote_from_bytes(draw(values), safe="=&")
+    fields = draw(st.lists(st.tuples(st.sampled_from(FORM_FIELDS), values), max_size=4))
+    # A non-ASCII CSRF token is the known failure below, kept apart so that this stays green
+    # until it is fixed (then drop this line and the xfail).
+    fields = [(n, v) for n, v in fields if n != "csrf" or v.isascii()]
+    body = "&".join(f"{name}={quote_from_bytes(value)}" for name, value in fields).encode()
+    return draw(st.sampled_from(["GET", "POST"])), path, body, draw(st.booleans())
+
+
+def test_any_request_to_the_kiosk_pages_is_answered_without_a_server_error(kiosk_pages) -> None:
+    pages, cookie = kiosk_pages
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(kiosk_requests())
+    @example(("POST", "/officer/login", b"officer_id=BDF-2231&pin=%ED%A0%80", False))
+    def check(request: tuple[str, str, bytes, bool]) -> None:
+        method, path, body, signed_in = request
+        status, _, text = kiosk_request(pages, method, path, body, cookie if signed_in else None)
+        assert status < 500, (method, path, body, text[:300])
+
+    check()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="edge/ui/server.py _checked_form: hmac.compare_digest() raises TypeError for a "
+    "non-ASCII CSRF token, answered 500 with a traceback in the log (found by the test above "
+    "with 2,000 examples; edge/ui is not the parsers brief's to change)",
+)
+@pytest.mark.parametrize("token", [b"%C3%A9", b"%80"])
+def test_a_non_ascii_csrf_token_is_refused_not_a_server_error(kiosk_pages, token: bytes) -> None:
+    pages, cookie = kiosk_pages
+    status, _, _ = kiosk_request(pages, "POST", "/officer/logout", b"csrf=" + token, cookie)
+    assert status == 403
