@@ -28,6 +28,10 @@ import click
 from edge.screening.delta import DeltaRejected, apply_chunks, load_trust, verify_chunks
 from edge.screening.importers import import_files
 from edge.screening.matcher import DEFAULT_THRESHOLD, Query, QueryError, Screener
+from edge.screening.population import PopulationError
+from edge.screening.population import info as population_info
+from edge.screening.population import install as install_population
+from edge.screening.population import read as read_population
 from edge.screening.store import StoreError, WatchlistStore
 from mqtt_schemas.list_formats import FORMATS
 from mqtt_schemas.validation import parse_json
@@ -286,6 +290,53 @@ def reindex_command(db: Path) -> None:
     with _open(db) as store:
         count = store.reindex()
     click.echo(f"re-indexed {count} persons", err=True)
+
+
+@watchlist.group("population")
+def population_group() -> None:
+    """The lane's population table: how common each name token is among its travellers.
+
+    The matcher takes a token's frequency as the larger of the list's and this table's, so a
+    partial match on a name common at the post (and rare on the list) is not taken for a rare
+    coincidence. See edge/screening/population.py for the file format.
+    """
+
+
+@population_group.command("import")
+@DB_OPTION
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_one_line_errors
+def population_import_command(db: Path, file: Path) -> None:
+    """Replace the store's population table with FILE's, in one transaction.
+
+    \b
+    Example:
+      borderlane-edge watchlist population import --db wl.db post-17.population
+    """
+    try:
+        table = read_population(file)
+    except PopulationError as exc:
+        raise Failed(f"{file}: {exc}; the store is unchanged") from None
+    if not db.exists():
+        raise Failed(f"{db}: no watchlist store there")
+    with _open(db) as store:
+        install_population(store, table, source=file.name)
+    click.echo(f"{len(table.counts)} tokens of {table.travellers} travellers imported", err=True)
+
+
+@population_group.command("status")
+@DB_OPTION
+@_one_line_errors
+def population_status_command(db: Path) -> None:
+    """Print the store's population table (travellers, tokens, when, from what) as JSON, or
+    null when it has none.
+
+    \b
+    Example:
+      borderlane-edge watchlist population status --db wl.db
+    """
+    with _open(db, readonly=True) as store:
+        click.echo(json.dumps(population_info(store.connection)))
 
 
 @watchlist.command("verify")

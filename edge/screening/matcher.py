@@ -43,7 +43,9 @@ Persons
     5. Finally, how likely is the match to be a coincidence? The expected number of people,
        in a population the list's size, who would match as well by chance: those bearing the
        matched name (the list's own token frequencies, multiplied, names of one culture taken
-       as going together), times the chance that birth date, nationality and sex agree as
+       as going together; a token's frequency is the larger of the list's and the lane's
+       travellers', from the population table, :mod:`edge.screening.population`, when the
+       store has one), times the chance that birth date, nationality and sex agree as
        these do (a full date 1/21900, a year 1/60, none 1; a near date counts only as often
        as a listed person's own date is mistyped), each conflicting name token x10. Above
        ``CHANCE_GATE`` the hit keeps 0.75 of its score, below the default threshold, with a
@@ -92,6 +94,8 @@ from mqtt_schemas.name_matching import (
 )
 from mqtt_schemas.watchlist import ACTIONS, COUNTRY, PARTIAL_DATE, STATUSES
 
+from .population import Population
+from .population import load as load_population
 from .store import WatchlistStore, date_number
 
 __all__ = [
@@ -347,6 +351,7 @@ transliteration."""
 
 
 _ALIKE = ("exact", "joined", "transliteration", "phonetic")
+_MISSPELT = ("phonetic", "fuzzy", "truncated")
 
 
 def _spelt_alike(match: NameMatch) -> bool:
@@ -576,6 +581,7 @@ class Screener:
         self.store = store
         self.threshold = threshold
         self._persons: int | None = None
+        self._travellers: Population | None = None
         self.last_candidates = 0
         """How many persons the last screening scored (for benchmarks and tests)."""
 
@@ -586,6 +592,7 @@ class Screener:
         threshold = self.threshold if threshold is None else threshold
         if self.store.refresh():  # another connection applied a delta: recount the list
             self._persons = None
+            self._travellers = load_population(self.store.connection)
         hits = self._document_hits(query, threshold) + self._person_hits(query, threshold)
         hits.sort(key=lambda h: (-h.score, h.kind, h.entry_id))
         return hits[:MAX_HITS]
@@ -819,16 +826,15 @@ class Screener:
         token_counts: dict[str, int],
     ) -> tuple[float, tuple[dict[str, str], ...]] | None:
         best: NameMatch | None = None
-        exact = False
+        letter_for_letter = False
         for name in parse_stored(stored):
             if is_organisation(name.core):
                 continue  # a foundation or a company named after a person is not the person
             match = compare_names(qname, name, similarities)
             if match is not None and (best is None or match.score > best.score):
                 best = match
-            exact = exact or same_name(qname, name)
-        if not exact and best is not None:
-            exact = _spelt_alike(best)
+            letter_for_letter = letter_for_letter or same_name(qname, name)
+        exact = letter_for_letter or (best is not None and _spelt_alike(best))
         if best is None:
             return None
         # Cheap bound first: the most the other fields could add.
@@ -836,10 +842,16 @@ class Screener:
             return None
         dob, dob_reason, support, dob_chance = compare_birth_dates(query.birth_date, birth_date)
         # The full name as listed, and a birth date the list gives that agrees (the same year
-        # where the list gives a year): always a hit, whatever the chance of a namesake.
-        # (Where the list gives no birth date, the chance gate still decides: every namesake
-        # of a common name would be stopped, 0.2 to 0.5 of travellers on the labelled sets.)
-        always = exact and dob_reason["how"] in ("exact", "partial-date")
+        # where the list gives a year): always a hit, whatever the chance of a namesake. So is
+        # the full name letter for letter where nothing tells the two apart (the list gives no
+        # birth date, or the traveller's is unknown): the list identifies its person by name
+        # alone there, and a traveller bearing it is that person as far as the list can say.
+        # Another transliteration is not enough then (ELENA for YELENA, but ZHANG for ZHENG):
+        # with no birth date to confirm it, the chance gate decides.
+        how = dob_reason["how"]
+        always = (exact and how in ("exact", "partial-date")) or (
+            letter_for_letter and how == "missing"
+        )
         nat, nat_reason = compare_nationality(
             query.nationality, nationality.split() if nationality else []
         )
@@ -899,16 +911,26 @@ class Screener:
 
     def _namesakes(self, match: NameMatch, counts: dict[str, int]) -> float:
         """How many people, in a population the size of the list, would bear the matched name:
-        the frequencies of its tokens on the list, multiplied, each after the first taken as
+        the frequencies of its tokens (on the list, or among the lane's travellers where the
+        population table says they are commoner there), multiplied, each after the first taken as
         CULTURE_AFFINITY times likelier alongside the others than alone (names of one culture
         go together: JOSE with GARCIA, GEORGIOS with PAPADOPOULOS). *counts* caches token
         counts for the traveller being screened."""
         consumed = 0
-        for _, eu, _, how in match.pairs:
-            if how != "initial":
+        misspelt = []
+        for qu, eu, _, how in match.pairs:
+            if how == "initial":
+                continue
+            if how in _MISSPELT and qu.kind == "token" and eu.kind == "token":
+                # A token the traveller spells otherwise is a coincidence only as often as
+                # people bear the traveller's spelling: often for MARIO against MARIA or ZHENG
+                # against ZHANG, hardly ever for FLORRS against FLORES (a slip, not a name).
+                misspelt.append(qu.text)
+            else:
                 consumed |= eu.mask
         entry = match.entry
         matched = [t for i, t in enumerate(entry.core) if consumed & (1 << i) and len(t) > 1]
+        matched += [t for t in misspelt if len(t) > 1]
         population = self._population()
         if not matched:
             return float(population)
@@ -921,8 +943,11 @@ class Screener:
                     (json.dumps(missing),),
                 ).fetchall()
             )
+            travellers = self._travellers
             for token in missing:
-                counts[token] = max(1, found.get(token, 1))
+                # As common as the list says, or as the lane's travellers bear it if commoner.
+                among = round(travellers.share(token) * population) if travellers else 0
+                counts[token] = max(1, found.get(token, 1), among)
         frequencies = sorted(counts[t] / population for t in matched)
         people = float(population) * frequencies[0]
         for frequency in frequencies[1:]:

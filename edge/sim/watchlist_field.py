@@ -35,7 +35,14 @@ from typing import Any
 
 from .watchlist import ARABIC_FAMILIES, ARABIC_MALE, ARABIC_SPELLINGS, GREEK_SPELLINGS, _typo
 
-__all__ = ["FIELD_KINDS", "FieldPerson", "cyrillic_latin", "field_cases", "field_persons"]
+__all__ = [
+    "FIELD_KINDS",
+    "FieldPerson",
+    "cyrillic_latin",
+    "field_cases",
+    "field_persons",
+    "field_travellers",
+]
 
 FIELD_KINDS = (
     "exact",
@@ -502,6 +509,15 @@ def field_persons(count: int, seed: int) -> Iterator[tuple[dict[str, Any], Field
         if person.systems and rng.random() < 0.15:
             person.alias = person.systems[0]
         yield _record(person), person
+
+
+def field_travellers(count: int, seed: int) -> Iterator[tuple[str, str]]:
+    """*count* travellers' names as the field set's posts see them, ``(surname, given names)``
+    as written: drawn like the field list's persons, from their own random stream (a sample
+    of the lane's population, for its name frequencies: see :mod:`edge.screening.population`)."""
+    rng = random.Random(f"field-travellers-{seed}")
+    for _ in range(count):
+        yield _new_person(rng).written()
 
 
 def precision_of(birth_date: str | None) -> str:
