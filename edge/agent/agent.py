@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from edge.devices.card_reader import CardReader
@@ -65,11 +66,22 @@ from .supervisor import Part, Supervisor
 from .systemd import Notifier
 from .transport import UplinkTransport
 
-__all__ = ["Agent", "AgentStartError", "Outcome"]
+__all__ = ["Agent", "AgentStartError", "Decommissioned", "Outcome"]
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["stop", "restart"]
+DECOMMISSIONED = "decommissioned"
+"""A file in the data directory: this kiosk was decommissioned; the agent refuses to start."""
+DECOMMISSION_WAIT_S = 600.0
+"""How long a decommission waits for the outbox to drain before it gives up (and erases
+nothing)."""
+
+
+class Decommissioned(Exception):
+    """The kiosk was decommissioned: the agent does not start (exit status 3, no restart)."""
+
+
 HOUSEKEEPING_S = 600.0
 """How often the lane's review queue is purged of personal data past its retention."""
 SECTIONS = tuple(f.name for f in dataclasses.fields(AgentConfig) if f.name != "path")
@@ -124,6 +136,8 @@ class Agent:
         )
         self._stop = asyncio.Event()
         self._outcome: Outcome = "stop"
+        self._decommission_wait = DECOMMISSION_WAIT_S
+        self._decommissioned = False
 
     @property
     def agent_version(self) -> str:
@@ -134,6 +148,11 @@ class Agent:
     def open(self) -> None:
         """Open what the lane needs; raise :class:`AgentStartError` with one line if unusable."""
         config = self.config
+        marker = config.agent.data_dir / DECOMMISSIONED
+        if marker.exists():
+            raise Decommissioned(
+                f"this kiosk was decommissioned ({marker.read_text().strip()}): enroll it again"
+            )
         try:
             # Everything in it is personal data or guards it: private, whatever the umask (the
             # unit's UMask=0077 and StateDirectoryMode=0700 say the same; this holds without).
@@ -186,9 +205,14 @@ class Agent:
                 "watchlist-resync": self._resync,
                 "config-reload": self._config_reload,
                 "agent-restart": self._agent_restart,
+                "decommission": self._decommission,
             },
             self.clock,
-            after_answer={"agent-restart": self._restart, "config-reload": self._reload_after},
+            after_answer={
+                "agent-restart": self._restart,
+                "config-reload": self._reload_after,
+                "decommission": self._decommission_after,
+            },
         )
         self._reload_pending = False
         # Everything long-lived is allocated now: keep it out of the collector's generations,
@@ -197,6 +221,13 @@ class Agent:
         gc.freeze()
 
     def close(self) -> None:
+        self._close_parts()
+        if self._decommissioned:
+            for path in self._erasable():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def _close_parts(self) -> None:
         if self.store is not None:
             self.store.close()
         if self.outbox is not None:
@@ -468,6 +499,56 @@ class Agent:
         changed = [name for name in SECTIONS if getattr(fresh, name) != getattr(self.config, name)]
         self._reload_pending = bool(changed)
         return {"changed": changed, "restarting": bool(changed)}
+
+    # -- decommissioning ----------------------------------------------------------------------
+
+    def _erasable(self) -> list[Path]:
+        """What decommissioning deletes: every file of personal data and the kiosk's key."""
+        config = self.config
+        found = [config.agent.kiosk_db, config.watchlist.db]
+        found += [p.with_name(p.name + suffix) for p in found for suffix in ("-wal", "-shm")]
+        found += [config.uplink.broker.key_file]
+        if config.ui.officers is not None:
+            found.append(config.ui.officers)
+        return found
+
+    async def _decommission(self, args: Any) -> dict[str, Any]:
+        wait_s = args.get("wait_s", DECOMMISSION_WAIT_S) if isinstance(args, dict) else None
+        if (
+            not isinstance(wait_s, (int, float))
+            or isinstance(wait_s, bool)
+            or not 0 <= wait_s <= 86400
+        ):
+            raise CommandError("bad-args", "wait_s: seconds to wait for the outbox, 0-86400")
+        assert self.outbox is not None
+        self._decommission_wait = float(wait_s)
+        return {
+            "outbox_depth": self.outbox.stats().depth,
+            "wait_s": wait_s,
+            "erasing": [path.name for path in self._erasable()],
+        }
+
+    async def _decommission_after(self) -> None:
+        """Once every record is acked: erase the review queue, then stop; the last message
+        (availability offline, reason ``decommissioned``) says so, and :meth:`close` deletes the
+        databases and the key. Records still unacked after the wait: nothing is erased."""
+        assert self.outbox is not None and self.lane is not None
+        deadline = time.monotonic() + self._decommission_wait
+        while self.outbox.stats().depth and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        depth = self.outbox.stats().depth
+        if depth:
+            log.error("decommission: %d records still unacked; nothing erased", depth)
+            return
+        erased = self.lane.reviews.erase()
+        self.config.agent.data_dir.joinpath(DECOMMISSIONED).write_text(
+            f"{format_time(datetime.now(UTC))}, {erased} review items erased\n"
+        )
+        self._decommissioned = True
+        if self.uplink is not None:
+            self.uplink.goodbye_reason = "decommissioned"
+        log.warning("decommissioned: review queue erased; stopping and deleting the rest")
+        self.request_stop("stop")
 
     async def _agent_restart(self, args: Any) -> dict[str, Any]:
         return {"restarting_in_s": RESTART_DELAY_S}

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
-from edge.agent.agent import Agent, AgentStartError
+from edge.agent.agent import Agent, AgentStartError, Decommissioned
 from edge.agent.config import AgentConfigError, load_config
 
 from .common import BadArgument, OneLineErrors
+
+DECOMMISSIONED_EXIT = 3
+"""Exit status of a decommissioned kiosk's agent; the unit's RestartPreventExitStatus."""
 
 __all__ = ["run"]
 
@@ -67,6 +70,9 @@ def run(config_path: Path, check: bool) -> None:
     agent = Agent(config)
     try:
         agent.open()
+    except Decommissioned as exc:  # not a failure: systemd must not restart it (exit status 3)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(DECOMMISSIONED_EXIT)
     except AgentStartError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

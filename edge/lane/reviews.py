@@ -257,6 +257,12 @@ class ReviewQueue:
             ).rowcount
         return deleted
 
+    def erase(self) -> int:
+        """Delete every item, decided or not, with its personal data (decommissioning: the
+        kiosk leaves service and keeps nothing of anyone); return how many there were."""
+        with self.outbox.transaction() as tx:
+            return tx.execute("DELETE FROM lane_reviews").rowcount
+
     def state(self, lane: str) -> dict[str, Any] | None:
         rows = self.outbox.query(
             "SELECT state, crossing_id, outcome, recorded FROM lane_state WHERE lane = ?", (lane,)

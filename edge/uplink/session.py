@@ -175,6 +175,8 @@ class Uplink:
         self.config = config
         self.outbox = outbox
         self.clock = clock
+        self.goodbye_reason = "shutdown"
+        """The reason of the offline published on a clean stop (``decommissioned`` ...)."""
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._queues: dict[tuple[str, str], asyncio.Queue[Incoming]] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -389,7 +391,8 @@ class Uplink:
         if stopper in done:
             self._client = None
             self._connected.clear()
-            goodbye = await self._write(self._availability, "offline", session, "shutdown")
+            reason = self.goodbye_reason
+            goodbye = await self._write(self._availability, "offline", session, reason)
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(
                     self._topics["availability"],
@@ -398,7 +401,7 @@ class Uplink:
                     retain=True,
                     timeout=self.config.delivery.publish_timeout_s,
                 )
-            log.info("uplink: offline (shutdown), session %d", session)
+            log.info("uplink: offline (%s), session %d", reason, session)
             return
         for task in (receiver, sender):
             if task in done and task.exception() is not None:
