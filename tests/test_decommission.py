@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from console.commands import CommandSettings, send_command
 from console.store import StoreError
 from harness.console import rows, running_worker
 from mqtt_schemas import topics
@@ -37,7 +36,6 @@ async def test_a_decommissioned_kiosk_delivers_everything_erases_its_data_and_ke
     rig = kiosk_rig(uplink_broker, "kiosk-dec-1")
     db = tmp_path / "console.db"
     key_file = uplink_broker.identity("kiosk-dec-1").key_path
-    settings = CommandSettings(uplink_broker.console_endpoint(), node_id="console")
     goodbyes = []
     async with running_worker(uplink_broker, db), uplink_broker.observer() as observer:
         await observer.subscribe(topics.device_topic("kiosk-dec-1", "availability"), qos=1)
@@ -46,19 +44,25 @@ async def test_a_decommissioned_kiosk_delivers_everything_erases_its_data_and_ke
         assert await asyncio.to_thread(rig.tap, rig.worker_card())
         await until(lambda: stored(db, "kiosk-dec-1") == 1)
 
-        answer = await send_command(
-            settings, "kiosk-dec-1", "decommission", {"wait_s": 30}, wait_s=15
+        cli = [sys.executable, "-m", "console", "devices", "decommission", "kiosk-dec-1",
+               "--by", "ada", "--wait", "30", "--db", str(db),
+               "--device-ca", str(uplink_broker.pki.pki.devices.directory),
+               "--broker-pid-file", str(uplink_broker.config.directory / "mosquitto.pid"),
+               *uplink_broker.console_cli_args()]  # fmt: skip
+        done = await asyncio.to_thread(
+            subprocess.run, cli, capture_output=True, text=True, timeout=90
         )
-        assert answer["status"] == "ok", answer
-        assert {"kiosk.db", "watchlist.db", key_file.name} <= set(answer["result"]["erasing"])
-        await until(lambda: rig.process.poll() is not None, timeout=40)
-
+        assert done.returncode == 0, done.stderr
         async with asyncio.timeout(5):
             async for message in observer.messages:
                 body = json.loads(message.payload)
                 goodbyes.append((body["state"], body.get("reason")))
                 if body.get("reason") == "decommissioned":
                     break
+    assert done.stdout.splitlines()[-1] == (
+        "decommissioned kiosk-dec-1: its data and key erased, its certificate revoked"
+    )
+    await until(lambda: rig.process.poll() is not None)
     assert rig.process.returncode == 0
     assert goodbyes[-1] == ("offline", "decommissioned")  # its last message says so
     assert stored(db, "kiosk-dec-1") == 1  # everything it recorded was delivered first
@@ -66,6 +70,9 @@ async def test_a_decommissioned_kiosk_delivers_everything_erases_its_data_and_ke
     assert not (state / "kiosk.db").exists() and not (state / "watchlist.db").exists()
     assert not key_file.exists()
     assert "review items erased" in (state / "decommissioned").read_text()
+
+    revoked = uplink_broker.pki.pki.devices.revoked().values()
+    assert ("kiosk-dec-1", "decommissioned") in {(e["name"], e["reason"]) for e in revoked}
 
     again = subprocess.run(
         [sys.executable, "-m", "edge", "run", "--config", str(rig.config_path)],

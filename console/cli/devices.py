@@ -7,20 +7,25 @@ access rules are changed through its dynamic-security plugin as the console's se
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import threading
+import time
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
 from provisioning.broker import BrokerError, DynamicSecurity, drop_device, reload_broker
 from provisioning.pki import CertificateAuthority, PkiError
 
+from .. import commands
 from ..connection import Endpoint
 from ..enroll_server import EnrollServer
 from ..enrollment import EnrollmentError, EnrollmentSettings, create_token, revoke
 from ..store import StoreError
+from ..store.schema import devices
 from .options import (
     BadOption,
     broker_options,
@@ -257,3 +262,79 @@ def revoke_command(
         disconnect=disconnect,
     )
     click.echo(f"revoked {device_id} ({count} certificate(s) on record): refused and disconnected")
+
+
+@devices_group.command("decommission")
+@click.argument("device_id")
+@click.option("--by", "actor", required=True, help="Who decommissions (for the audit log).")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(0, 86400),
+    default=600,
+    show_default=True,
+    help="Seconds the kiosk may take to deliver what it still holds.",
+)
+@db_option("must exist: ingest stores the kiosk's last message there")
+@DEVICE_CA
+@click.option(
+    "--broker-pid-file",
+    type=FILE,
+    required=True,
+    help="The broker's pid file: it re-reads the CRL on SIGHUP.",
+)
+@broker_options(node_id_use="stamped on the command", node_id_suffix="-devices")
+@one_line_errors(EnrollmentError, StoreError, BrokerError)
+def decommission_command(
+    device_id: str,
+    actor: str,
+    wait_s: float,
+    db: str,
+    device_ca: Path,
+    broker_pid_file: Path,
+    endpoint: Endpoint,
+    node_id: str,
+) -> None:
+    """Take DEVICE_ID out of service for good: tell it to deliver everything, erase its data
+    and key and stop (its last message says so), then revoke it. A kiosk that does not answer
+    is revoked anyway (its data then stays on it: say so to whoever collects it).
+
+    \b
+    Example:
+      borderlane-console devices decommission kiosk-bz-07 --by ada --db console.db \
+          --device-ca pki/devices --broker-pid-file broker/mosquitto.pid \
+          --broker 127.0.0.1:8884 --cafile pki/services/ca.crt --cert console.crt --key console.key
+    """
+    engine = existing_database(db)
+    settings = commands.CommandSettings(endpoint, node_id=node_id)
+    try:
+        answer = asyncio.run(
+            commands.send_command(settings, device_id, "decommission", {"wait_s": wait_s})
+        )
+    except commands.NoAnswer:
+        answer = None
+    erased = False
+    if answer is not None and answer.get("status") == "ok":
+        click.echo(f"{device_id} is delivering what it holds, then erasing and stopping")
+        deadline = time.monotonic() + wait_s + 30
+        while time.monotonic() < deadline and not erased:
+            with engine.connect() as conn:
+                reason = conn.execute(
+                    select(devices.c.offline_reason).where(devices.c.device_id == device_id)
+                ).scalar()
+            erased = reason == "decommissioned"
+            time.sleep(0.5)
+
+    def disconnect(device: str) -> None:
+        with _rules(endpoint) as rules:
+            drop_device(device, reload=lambda: reload_broker(broker_pid_file), rules=rules)
+
+    revoke(engine, _device_ca(device_ca), device_id, "decommissioned", actor=actor,
+           disconnect=disconnect)  # fmt: skip
+    if erased:
+        click.echo(f"decommissioned {device_id}: its data and key erased, its certificate revoked")
+    else:
+        click.echo(
+            f"revoked {device_id}, but it did not confirm erasing its data: "
+            "whoever collects it must wipe it"
+        )
