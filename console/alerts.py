@@ -26,6 +26,8 @@ rule                    holds when
 ``part-down:<name>``    a part (``card-reader``, ``mrz-reader``, ``camera``, ``uplink``, …) is
                         ``down``; one rule per part, so each part has its own history
 ``clock-unsynced``      its clock is not synchronised
+``clock-skew``          its latest heartbeat's ``time`` is more than ``clock_skew_minutes``
+                        off the console's time of receiving it, either way
 ``disk-low``            less than ``disk_free_percent`` of its data disk is free
 ======================  ===================================================================
 
@@ -33,6 +35,13 @@ The rules about a heartbeat's content judge the latest heartbeat as the kiosk se
 that falls silent keeps the state it last reported (its silence is ``offline`` or
 ``heartbeat-stale``, not guessed ages: it may well have emptied its outbox just before it went).
 A new birth restarts the heartbeat clock: a kiosk that has just reconnected is not stale.
+
+``clock-skew`` catches what ``clock-unsynced`` cannot: a clock that is wrong and believes
+itself right (set by hand, a bad RTC restored at boot, a GPS fix from the wrong week); its
+records then carry times days off, which ``time`` sorting and retention take at face value. It
+compares heartbeats, not records: a heartbeat is published the moment it is made and never
+queued on the kiosk, so its age on arrival is transit time (seconds), while a record may
+legitimately arrive days after it was made, from an outbox that waited out a partition.
 
 Evaluation is idempotent and safe with several evaluators at once (two console nodes): each
 pass is one writer transaction (SQLite's write lock; on PostgreSQL an advisory lock taken
@@ -68,6 +77,7 @@ __all__ = [
     "DeviceStatus",
     "Finding",
     "HeartbeatPoint",
+    "clock_skew_s",
     "describe_age",
     "device_posts",
     "evaluate",
@@ -89,6 +99,7 @@ OUTBOX = "outbox-oldest"
 WATCHLIST = "watchlist-age"
 PART_DOWN = "part-down"
 CLOCK = "clock-unsynced"
+SKEW = "clock-skew"
 DISK = "disk-low"
 
 RULES: dict[str, str] = {
@@ -98,6 +109,7 @@ RULES: dict[str, str] = {
     WATCHLIST: "watchlist too old",
     PART_DOWN: "a part of the kiosk is down (part-down:<part>)",
     CLOCK: "clock not synchronised",
+    SKEW: "clock off the console's time",
     DISK: "disk nearly full",
 }
 """The rule families and what they mean (``part-down`` has one rule per part)."""
@@ -143,6 +155,15 @@ def describe_age(seconds: float | None) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def clock_skew_s(health: Mapping[str, Any], received_at: str | None) -> float | None:
+    """How far the kiosk's clock was ahead (positive) or behind (negative) the console's, in
+    seconds: its heartbeat's ``time`` minus when the console received it; None if unknown."""
+    stamped, received = parse_time(health.get("time")), parse_time(received_at)
+    if stamped is None or received is None:
+        return None
+    return (stamped - received).total_seconds()
 
 
 # -- the rules (pure) --------------------------------------------------------------------------
@@ -242,6 +263,15 @@ def findings(
             f"clock not synchronised (source {clock.get('source', '?')}"
             + (f", offset {offset:g} ms" if isinstance(offset, int | float) else "")
             + (f", last sync {clock['last_sync']})" if clock.get("last_sync") else ")"),
+        )
+
+    skew = clock_skew_s(health, device.get("health_received_at"))
+    if skew is not None and abs(skew) > limits.clock_skew_minutes * 60:
+        hold(
+            SKEW,
+            f"clock {describe_age(abs(skew))} {'ahead of' if skew > 0 else 'behind'} the "
+            f"console's (heartbeat stamped {health.get('time')}, received "
+            f"{device.get('health_received_at')})",
         )
 
     disk = health.get("disk") or {}
@@ -463,6 +493,8 @@ class DeviceStatus:
     watchlist_version: int | None
     watchlist_age_s: float | None
     clock: dict[str, Any] | None
+    clock_skew_s: float | None
+    """Its clock minus the console's, as of its latest heartbeat (see ``clock-skew``)."""
     disk_free_percent: float | None
     disk_free_bytes: int | None
     alerts: list[Alert] = field(default_factory=list)
@@ -500,6 +532,7 @@ def _status(row: Mapping[str, Any], now: dt.datetime) -> DeviceStatus:
         watchlist_version=watchlist.get("version"),
         watchlist_age_s=watchlist.get("age_s"),
         clock=health.get("clock"),
+        clock_skew_s=clock_skew_s(health, row["health_received_at"]),
         disk_free_percent=100.0 * free / total if total and free is not None else None,
         disk_free_bytes=free,
     )

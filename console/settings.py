@@ -35,6 +35,7 @@ Example (every table optional)::
     outbox_oldest_minutes = 60
     watchlist_max_age_hours = 48
     disk_free_percent = 10
+    clock_skew_minutes = 5                 # a kiosk clock this far off the console's is flagged
     heartbeat_days = 2                     # heartbeat history kept for the device pages
 """
 
@@ -88,6 +89,8 @@ class AlertSettings:
     outbox_oldest_minutes: int = 60
     watchlist_max_age_hours: int = 48
     disk_free_percent: int = 10
+    clock_skew_minutes: int = 5
+    """A kiosk whose clock is further off the console's than this is flagged (``clock-skew``)."""
     heartbeat_days: int = 2
     """How long the heartbeat history (the device pages' charts) is kept."""
 
@@ -120,6 +123,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "outbox_oldest_minutes": (1, 30 * 24 * 60),
     "watchlist_max_age_hours": (1, 365 * 24),
     "disk_free_percent": (1, 99),
+    "clock_skew_minutes": (1, 30 * 24 * 60),
     "heartbeat_days": (1, 366),
 }
 

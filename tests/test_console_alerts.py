@@ -249,7 +249,8 @@ def test_thresholds_come_from_the_settings(fleet):
 def test_the_contracts_offline_example_raises_what_it_describes(fleet):
     """The contract's second heartbeat example (two days offline) as the kiosk sent it."""
     example = copy.deepcopy(mqtt_schemas.examples("health")["valid"][1]["payload"])
-    example.update(id=uuid7(), device_id="kiosk-bz-bv-03")
+    # Received when it was stamped: the example is about an offline spell, not a wrong clock.
+    example.update(id=uuid7(), device_id="kiosk-bz-bv-03", time=format_time(at(0)))
     fleet.put("kiosk-bz-bv-03", "health", example, at(0))
     assert {rule for _, _, rule in fleet.evaluate(at(1))} == {
         "outbox-oldest",

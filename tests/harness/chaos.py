@@ -197,6 +197,29 @@ def console(
     return Process(python(["console", json.dumps(config)], prefix), child_env())
 
 
+def faketime_env(timestamp_file: Path) -> dict[str, str]:
+    """The environment of a chaos process whose wall clock is shifted by what
+    *timestamp_file* says (libfaketime's offset syntax: ``+0``, ``+3d``, ``-2d``), re-read every
+    second, so the test moves the clock while the process runs.
+
+    Only the wall clock moves (``CLOCK_REALTIME``: ``time.time``, datetimes, the TLS
+    certificate check); the monotonic clocks do not, as on a real kiosk whose clock is set
+    (were they faked too, a step back of days would freeze every asyncio timer). In this mode
+    libfaketime 0.9.10 fails ``time.sleep`` with EINVAL (its ``clock_nanosleep`` wrapper; asyncio
+    does not call it, and the kiosk's uplink and lane are asyncio) and makes every hand-over
+    between threads slow (tens of milliseconds): such a kiosk records a few crossings a second."""
+    libraries = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libraries:
+        raise AssertionError("libfaketime not found; run `make system-packages` as root")
+    return child_env(
+        LD_PRELOAD=str(libraries[0]),
+        FAKETIME_TIMESTAMP_FILE=str(timestamp_file),
+        FAKETIME_CACHE_DURATION="1",  # re-read each second: FAKETIME_NO_CACHE slows every call
+        FAKETIME_DONT_FAKE_MONOTONIC="1",
+        NO_FAKE_STAT="1",  # file times stay real (and each stat call stays fast)
+    )
+
+
 def recorded(process: Process) -> list[str]:
     """The ids the kiosk reported committed, in order (a line cut short by a kill -9 reports
     nothing: the durable lane counter still counts its record)."""
