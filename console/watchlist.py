@@ -36,6 +36,8 @@ import json
 import logging
 import os
 import random
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -547,8 +549,63 @@ async def publish_manifest(
     return payload
 
 
+class CatchupLimiter:
+    """How much one kiosk may be sent: a kiosk (perhaps stolen and reprogrammed) that asks for
+    the full list again and again must not make the console resend it each time.
+
+    Per kiosk, in any hour (sliding): at most *chunks_per_hour* chunks, and at most
+    *snapshots_per_hour* snapshots (a kiosk's start-up and an operator's resync right after it
+    are two; continuing one under way, ``resume``, is not a new one). A refused request costs
+    nothing: the kiosk retries with its backoff and is answered once its budget allows. Memory
+    is bounded: beyond *max_devices* the least recently seen kiosks are forgotten.
+    """
+
+    def __init__(
+        self,
+        *,
+        chunks_per_hour: int = 5000,
+        snapshots_per_hour: int = 3,
+        max_devices: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.chunks_per_hour = chunks_per_hour
+        self.snapshots_per_hour = snapshots_per_hour
+        self.max_devices = max_devices
+        self.clock = clock
+        self._sent: OrderedDict[str, deque[tuple[float, int, bool]]] = OrderedDict()
+        self.refused = 0
+
+    def _recent(self, device_id: str) -> deque[tuple[float, int, bool]]:
+        """(time, chunks, was a snapshot) of what *device_id* was sent in the last hour."""
+        sent = self._sent.pop(device_id, None) or deque()
+        self._sent[device_id] = sent  # most recently seen last
+        while len(self._sent) > self.max_devices:
+            self._sent.popitem(last=False)
+        horizon = self.clock() - 3600
+        while sent and sent[0][0] < horizon:
+            sent.popleft()
+        return sent
+
+    def refusal(self, device_id: str, *, snapshot: bool) -> str | None:
+        """Why *device_id* may not be sent this now (None: it may)."""
+        recent = self._recent(device_id)
+        chunks = sum(count for _, count, _ in recent)
+        if chunks >= self.chunks_per_hour:
+            self.refused += 1
+            return f"sent {chunks} chunks in the last hour (limit {self.chunks_per_hour})"
+        snapshots = sum(1 for _, _, full in recent if full)
+        if snapshot and snapshots >= self.snapshots_per_hour:
+            self.refused += 1
+            return f"sent {snapshots} snapshots in the last hour (limit {self.snapshots_per_hour})"
+        return None
+
+    def record(self, device_id: str, chunks: int, *, snapshot: bool) -> None:
+        self._recent(device_id).append((self.clock(), chunks, snapshot))
+
+
 class CatchupResponder:
-    """Answers kiosks' ``watchlist-catchup`` requests from the stored history.
+    """Answers kiosks' ``watchlist-catchup`` requests from the stored history, within each
+    kiosk's budget (:class:`CatchupLimiter`).
 
     *publisher* (optional) lets it make a fresh snapshot when a kiosk wants one newer than
     the latest stored (a ``resync`` of a kiosk already at the latest version).
@@ -566,6 +623,7 @@ class CatchupResponder:
         session_expiry: int = 600,
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
+        limiter: CatchupLimiter | None = None,
     ) -> None:
         if not group or any(c in group for c in "/+#") or any(ord(c) < 0x20 for c in group):
             raise WatchlistSetupError(
@@ -583,6 +641,7 @@ class CatchupResponder:
         self.ready = asyncio.Event()
         """Set while subscribed (tests wait for it)."""
         self.answered = 0
+        self.limiter = limiter or CatchupLimiter()
 
     @property
     def subscription(self) -> str:
@@ -654,6 +713,10 @@ class CatchupResponder:
             return 0
         have, want = request["have_version"], request["want"]
         window, resume = request.get("window"), request.get("resume")
+        refused = self.limiter.refusal(device_id, snapshot=False)
+        if refused is not None:
+            log.warning("catch-up of %s refused: %s", device_id, refused)
+            return 0
         if resume is not None:
             step: Step = (resume["kind"], resume["to_version"])
             if await self.history.call(self.history.holds, step, resume["changes_sha256"]):
@@ -666,6 +729,7 @@ class CatchupResponder:
                     start=resume["from_chunk"],
                     window=window,
                 )
+                self.limiter.record(device_id, sent, snapshot=False)
                 log.info(
                     "catch-up of %s (%s): %s %d from chunk %d: sent %d chunks",
                     device_id,
@@ -693,7 +757,13 @@ class CatchupResponder:
                 "nothing newer to send" if steps == [] else "no snapshot newer than it is stored",
             )
             return 0
+        snapshot = any(kind == "snapshot" for kind, _ in steps)
+        refused = self.limiter.refusal(device_id, snapshot=snapshot)
+        if refused is not None:
+            log.warning("catch-up of %s refused: %s", device_id, refused)
+            return 0
         sent = await send_steps(mqtt, self.history, self.node_id, steps, device_id, window=window)
+        self.limiter.record(device_id, sent, snapshot=snapshot)
         self.answered += 1
         log.info(
             "catch-up of %s from version %d (%s, %s): sent %s in %d chunks",

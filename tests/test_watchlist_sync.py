@@ -28,6 +28,7 @@ import pytest
 
 import mqtt_schemas
 from console.watchlist import (
+    CatchupLimiter,
     CatchupResponder,
     WatchlistHistory,
     WatchlistPublisher,
@@ -647,3 +648,42 @@ async def test_offline_the_sync_asks_nothing_it_cannot_send_and_resync_says_so(t
             "window": 2,
         }
         assert sync.asked == [transport.published[-1][1]]
+
+
+@pytest.mark.asyncio
+async def test_a_kiosk_asking_for_the_whole_list_again_and_again_is_not_resent_it(
+    uplink_broker, tmp_path
+):
+    """A stolen, reprogrammed kiosk must not make the console resend the list at will: a few
+    snapshots an hour, a budget of chunks per hour; refusals cost the console nothing."""
+    now = [1000.0]
+    limiter = CatchupLimiter(chunks_per_hour=4, snapshots_per_hour=1, clock=lambda: now[0])
+    history = WatchlistHistory(tmp_path / "console.db")
+    publisher = WatchlistPublisher(history, KEY, KEY_ID, node_id=NODE)
+    responder = CatchupResponder(
+        history, uplink_broker.console_endpoint(), node_id=NODE, limiter=limiter
+    )
+
+    def ask(device: str, want: str, have: int) -> Any:
+        example = mqtt_schemas.examples("watchlist-catchup")["valid"][0]["payload"]
+        body = {**example, "device_id": device, "have_version": have, "want": want,
+                "reason": "resync"}  # fmt: skip
+        topic = topics.device_topic(device, "watchlist/catchup")
+        return responder.answer(mqtt, topic, json.dumps(body).encode())
+
+    try:
+        async with uplink_broker.client("console") as mqtt:
+            await publisher.publish_list(mqtt, V1)
+            await publisher.publish_list(mqtt, V2)
+            # So many snapshots an hour (one, here):
+            assert await ask("kiosk-greedy", "snapshot", 0) > 0
+            assert await ask("kiosk-greedy", "snapshot", 0) == 0
+            assert await ask("kiosk-honest", "snapshot", 0) > 0  # others are not affected
+            # A budget of chunks per hour, whatever is asked: the deltas run out too.
+            answered = [await ask("kiosk-greedy", "delta", 1) for _ in range(5)]
+            assert answered[0] > 0 and answered[-1] == 0
+            now[0] += 3601  # an hour later it is answered again
+            assert await ask("kiosk-greedy", "snapshot", 0) > 0
+    finally:
+        history.close()
+    assert limiter.refused >= 2

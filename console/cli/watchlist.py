@@ -37,6 +37,7 @@ from .. import connection
 from ..store import StoreError, describe, open_database
 from ..watchlist import (
     DEFAULT_GROUP,
+    CatchupLimiter,
     CatchupResponder,
     WatchlistHistory,
     WatchlistPublisher,
@@ -202,6 +203,20 @@ def status_command(db: str) -> None:
 @_broker_options
 @click.option("--group", default=DEFAULT_GROUP, show_default=True, help="Shared subscription.")
 @click.option("--client-id", help="MQTT client id (default: NODE-watchlist-GROUP).")
+@click.option(
+    "--chunks-per-hour",
+    type=click.IntRange(1),
+    default=5000,
+    show_default=True,
+    help="Most chunks one kiosk is sent in any hour.",
+)
+@click.option(
+    "--snapshots-per-hour",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Most snapshots one kiosk is sent in any hour.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log MQTT traffic too.")
 @_one_line_errors
 def serve_command(
@@ -212,12 +227,15 @@ def serve_command(
     node_id: str,
     group: str,
     client_id: str | None,
+    chunks_per_hour: int,
+    snapshots_per_hour: int,
     verbose: bool,
 ) -> None:
     """Answer kiosks' watchlist catch-ups from the stored history until SIGINT or SIGTERM.
 
     Each kiosk that asks gets, on its own deltas topic, the deltas it lacks or a snapshot
-    then the deltas after it. The signing key makes a fresh snapshot when a kiosk asks for
+    then the deltas after it, within its hourly budget (a kiosk asking for the whole list
+    again and again is not resent it). The signing key makes a fresh snapshot when a kiosk asks for
     one newer than the latest kept. Several may run with one --group: one answers each.
     On (re)connect it re-announces the latest manifest.
 
@@ -238,6 +256,9 @@ def serve_command(
             publisher=publisher,
             group=group,
             client_id=client_id,
+            limiter=CatchupLimiter(
+                chunks_per_hour=chunks_per_hour, snapshots_per_hour=snapshots_per_hour
+            ),
         )
         run_until_stopped(responder.run)
     finally:
