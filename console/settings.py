@@ -37,12 +37,24 @@ Example (every table optional)::
     disk_free_percent = 10
     clock_skew_minutes = 5                 # a kiosk clock this far off the console's is flagged
     heartbeat_days = 2                     # heartbeat history kept for the device pages
+
+    [devices]                              # enrollment and revocation from the web pages
+    ca_dir = "/var/lib/borderlane/pki/devices"        # the device CA: revocation rewrites its CRL
+    broker_pid_file = "/run/mosquitto/mosquitto.pid"  # SIGHUP: the broker re-reads the CRL
+    enroll_url = "https://console.example.bz:8443"    # serve-enrollment, as kiosks reach it
+    kiosk_state_dir = "/etc/borderlane"               # shown in the kiosk's enroll command
+    kiosk_ca_file = "/etc/borderlane/service-ca.crt"  # the service CA, as the kiosk keeps it
+
+Without ``ca_dir`` and ``broker_pid_file`` the web pages still make enrollment tokens, but say
+revocation is unavailable (use ``borderlane-console devices revoke``); without ``enroll_url``
+the enroll command they show has a placeholder for the address.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +108,26 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class DeviceSettings:
+    """Enrolling and revoking kiosks from the web pages (``[devices]``)."""
+
+    ca_dir: Path | None = None
+    """The device CA's directory (``ca.crt``, ``ca.key``, ``crl.pem``): a revocation signs and
+    rewrites its CRL, so the web console then holds the device CA's key."""
+    broker_pid_file: Path | None = None
+    """The broker's pid file: a revocation sends it SIGHUP to re-read the CRL."""
+    enroll_url: str | None = None
+    """The enrollment endpoint (``devices serve-enrollment``) as kiosks reach it."""
+    kiosk_state_dir: str = "/etc/borderlane"
+    kiosk_ca_file: str = "/etc/borderlane/service-ca.crt"
+
+    @property
+    def revocation(self) -> bool:
+        """Whether the settings name what a revocation needs (not whether it is there)."""
+        return self.ca_dir is not None and self.broker_pid_file is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     border_agency: str = "immigration"
     agencies: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_AGENCIES))
@@ -105,6 +137,7 @@ class Settings:
     lockout: LockoutSettings = LockoutSettings()
     audit: AuditSettings = AuditSettings()
     alerts: AlertSettings = AlertSettings()
+    devices: DeviceSettings = DeviceSettings()
 
     def shared_with(self, list_name: str) -> frozenset[str]:
         """The agencies a watchlist list is shared with; a list not configured is shared with
@@ -143,7 +176,7 @@ def load_settings(path: Path | str | None) -> Settings:
 
 def parse_settings(data: Mapping[str, Any], source: str = "console.toml") -> Settings:
     """Check *data* (a parsed ``console.toml``) and make it settings."""
-    tables = {"agencies", "lists", "session", "lockout", "audit", "alerts"}
+    tables = {"agencies", "lists", "session", "lockout", "audit", "alerts", "devices"}
     _only(data, tables | {"border_agency"}, source)
     agencies = dict(DEFAULT_AGENCIES)
     if "agencies" in data:
@@ -168,6 +201,41 @@ def parse_settings(data: Mapping[str, Any], source: str = "console.toml") -> Set
         lockout=LockoutSettings(**_numbers(data, "lockout", LockoutSettings, source)),
         audit=AuditSettings(**_numbers(data, "audit", AuditSettings, source)),
         alerts=AlertSettings(**_numbers(data, "alerts", AlertSettings, source)),
+        devices=_devices(data.get("devices", {}), source),
+    )
+
+
+def _devices(value: Any, source: str) -> DeviceSettings:
+    table = _table(value, f"{source}: devices")
+    _only(table, set(DeviceSettings.__dataclass_fields__), f"{source}: devices")
+    found: dict[str, Any] = {}
+    for key, text in table.items():
+        where = f"{source}: devices.{key}"
+        # Paths and the address go into a command line shown to people: printable, no spaces.
+        if not isinstance(text, str) or not re.fullmatch(r"[!-~]{1,1024}", text):
+            raise SettingsError(f"{where}: a string of printable characters without spaces")
+        if key == "enroll_url":
+            if not _https_address(text):
+                raise SettingsError(f"{where}: an https://HOST[:PORT] address")
+            found[key] = text.rstrip("/")
+        elif not text.startswith("/"):
+            raise SettingsError(f"{where}: an absolute path")
+        elif key in ("ca_dir", "broker_pid_file"):
+            found[key] = Path(text)
+        else:
+            found[key] = text
+    return DeviceSettings(**found)
+
+
+def _https_address(text: str) -> bool:
+    parts = urllib.parse.urlsplit(text)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a port out of range)
+    except ValueError:
+        return False
+    extras = parts.query or parts.fragment or parts.username or parts.password
+    return (
+        parts.scheme == "https" and bool(parts.hostname) and parts.path in ("", "/") and not extras
     )
 
 

@@ -25,11 +25,18 @@ The targets, per route (``sites`` in :data:`ROUTES`; a cell is an account and a 
 ``POST /admin/users/<u>/disable``           ``users.manage``: a fresh enabled account, disabled
 ``POST /admin/users/<u>/enable``            ``users.manage``: a fresh disabled account, enabled
 ``POST /admin/users/<u>/password``          ``users.manage``: a fresh account's password reset
-``POST /fleet/<device_id>/commands``        ``device.command``: this app has no broker, so an
-                                            allowed command is answered 503 "commands are
-                                            unavailable" (after the access check and the kiosk
-                                            lookup: a 403 or 404 would come first); nothing is
-                                            sent either way, so the status is the whole check
+``POST /fleet/<device_id>/commands``        ``device.command``: a ping to a kiosk that is not
+                                            connected, through the session's broker, waiting
+                                            a moment for no answer: allowed, the redirect to
+                                            the kiosk's page saying it waits; the console
+                                            stores nothing either way, so the status and the
+                                            redirect are the whole check
+``POST /fleet/enroll``                      ``device.enroll``: a token for a fresh kiosk id
+                                            exists, and the answer shows the enroll command
+``POST /fleet/<device_id>/revoke``          ``device.revoke``: a fresh kiosk, enrolled with a
+                                            token (a real request, signed by the session
+                                            PKI's device CA), has its certificate revoked; the
+                                            broker re-reads its CRL and drops it
 ``POST /referrals/<id>/disposition``        ``referral.dispose``, then the same on the
                                             referral's post (hidden: 404), then the purpose:
                                             a fresh escalation at HOME (every account's post) and
@@ -52,6 +59,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,11 +78,14 @@ from test_console_access_matrix import (
     username,
 )
 from test_console_alerts import Fleet
+from test_console_enrollment import console_endpoint, device_settings
 from test_console_referrals import ELSEWHERE, HOME, Border, at
+from test_device_enrollment import csr_for, now_iso
 from werkzeug.test import TestResponse
 
 from console.access import ROLES, Policy, Resource
 from console.accounts import Account, Accounts
+from console.enrollment import EnrollmentSettings, create_token, enroll
 from console.settings import Settings
 from console.store import open_database
 from console.store.referrals import DISPOSITIONS
@@ -160,6 +171,8 @@ class World:
     """POST routes this test cannot build a request for."""
     passwords: dict[str, str] = field(default_factory=dict)
     counter: Iterator[int] = field(default_factory=itertools.count)
+    enrolling: EnrollmentSettings | None = None
+    """How :meth:`enrolled` signs kiosks' certificates (the session broker's device CA)."""
 
     def fresh(self, prefix: str) -> str:
         """A name nobody has used in this run."""
@@ -195,6 +208,15 @@ class World:
         )
         if disabled:
             self.accounts.disable(name)
+        return name
+
+    def enrolled(self, prefix: str) -> str:
+        """A fresh kiosk enrolled as a kiosk does it: a token, then its own key's request."""
+        assert self.enrolling is not None
+        name = self.fresh(prefix)
+        token = create_token(writer_engine(self.app), name, HOME, ttl_s=3600, created_by="matrix")
+        request = {"token": token, "csr": csr_for(name), "time": now_iso()}
+        enroll(writer_engine(self.app), self.enrolling, request, register=lambda device: None)
         return name
 
     def password_is(self, name: str, password: str) -> bool:
@@ -322,18 +344,56 @@ def reset_password(world: World, cell: Cell) -> Attempt:
 
 
 def send_command(world: World, cell: Cell) -> Attempt:
-    """A ping to the kiosk at HOME. Without a broker (this app has none) an allowed request
-    ends at 503 "commands are unavailable", after the access check and the kiosk lookup;
-    nothing is sent, allowed or not, so no state can tell them apart: the status does."""
+    """A ping to the kiosk at HOME, which is not connected: allowed, the command goes to the
+    broker and, no answer coming within COMMAND_WAIT_S, the page of the kiosk is shown waiting
+    for it. The console stores nothing, allowed or not: the status and redirect tell them apart."""
     return Attempt(
         world.clients[cell.key],
         world.tokens[cell.key],
         world.path(cell.endpoint, device_id=DEVICE),
         {"command": "ping"},
         done=lambda: False,
-        answer=503,
-        says="commands are unavailable",
+        answer=303,
+        location=f"/fleet/{DEVICE}",
         effect=False,
+    )
+
+
+def make_token(world: World, cell: Cell) -> Attempt:
+    """A token for a fresh kiosk id at HOME: the token row exists, the answer shows the line."""
+    name = world.fresh("kiosk-matrix-new")
+    return Attempt(
+        world.clients[cell.key],
+        world.tokens[cell.key],
+        world.path(cell.endpoint),
+        {"device_id": name, "post": HOME, "validity": "1h"},
+        done=lambda: bool(
+            rows(engine(world.app), "SELECT post FROM enrollment_tokens WHERE device_id = ?", name)
+        ),
+        answer=200,
+        says=f"borderlane-edge enroll --console {ENROLL_URL} --token {name}:",
+    )
+
+
+def revoke_kiosk(world: World, cell: Cell) -> Attempt:
+    """A fresh enrolled kiosk (never heard from: the answer goes back to the enrollment page)
+    is revoked: its certificate's row says so."""
+    name = world.enrolled("kiosk-matrix-revoke")
+    return Attempt(
+        world.clients[cell.key],
+        world.tokens[cell.key],
+        world.path(cell.endpoint, device_id=name),
+        {"reason": f"matrix {cell.username}", "confirm": name},
+        done=lambda: bool(
+            rows(
+                engine(world.app),
+                "SELECT serial FROM device_certificates WHERE device_id = ? "
+                "AND revoked_at IS NOT NULL",
+                name,
+            )
+        ),
+        answer=303,
+        location="/fleet/enroll",
     )
 
 
@@ -404,6 +464,8 @@ ROUTES: dict[str, Route] = {
     "admin.enable_user": Route(enable_user),
     "admin.reset_password": Route(reset_password),
     "fleet.send": Route(send_command),
+    "enrollment.make_token": Route(make_token),
+    "enrollment.revoke_device": Route(revoke_kiosk),
     "referrals.dispose": Route(dispose_referral, (HOME, ELSEWHERE)),
 }
 """Every POST route's request builder, by endpoint."""
@@ -412,8 +474,11 @@ ROUTES: dict[str, Route] = {
 # -- the matrix ---------------------------------------------------------------------------------
 
 
+ENROLL_URL = "https://enroll.example.bz:8443"
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, broker: Any) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("access-matrix-post")
     db = str(directory / "console.db")
     setup = open_database(db)
@@ -441,11 +506,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         fleet.close()
 
+    # The session's broker: commands and revocations really reach it.
+    devices = device_settings(broker, ENROLL_URL)
     app = create_app(
         {
             "DATABASE": db,
             "INSTANCE_PATH": str(directory / "instance"),
-            "SETTINGS": Settings(),
+            "SETTINGS": Settings(devices=devices),
+            "BROKER": console_endpoint(broker),
+            "COMMAND_WAIT_S": 0.05,
             "TESTING": True,
         }
     )
@@ -474,6 +543,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         targets,
         unknown,
         passwords,
+        enrolling=EnrollmentSettings(
+            device_ca=broker.pki.devices,
+            broker_host=broker.host,
+            broker_port=broker.tls_port,
+            broker_ca_pem=broker.ca.cert_path.read_text(),
+        ),
     )
     for key in itertools.product(ROLES, AGENCIES, LEVELS):
         client = made.login(username(*key))

@@ -24,8 +24,10 @@ def expected(role: str, agency: str, level: int, action: str, site: str | None, 
     at_home = site in (None, HOME)
     if action in ("fleet.view", "alerts.view"):
         return role in ("technician", "admin")  # devices, never a traveller
-    if action == "device.command":
+    if action in ("device.command", "device.enroll"):
         return role in ("technician", "admin") and level >= 2
+    if action == "device.revoke":  # takes a kiosk out of service
+        return role in ("technician", "admin") and level >= 3
     if action == "users.manage":
         return role == "admin"
     if action == "statistics.view":

@@ -18,7 +18,8 @@ principal's agency. Nothing else in the console decides access.
 What the table says, in words:
 
 - technicians and admins see devices and alerts, never a traveller; technicians of level 2 and
-  up send commands to kiosks; admins manage accounts;
+  up send commands to kiosks and make enrollment tokens, of level 3 and up revoke kiosks;
+  admins manage accounts;
 - analysts (of any agency) and supervisors see statistics: aggregates, never a person;
 - officers and supervisors of the border agency see crossings and referrals of their own posts
   (``*`` in a principal's posts: every post); supervisors record dispositions;
@@ -97,6 +98,18 @@ RULES: tuple[Rule, ...] = (
         ("technician", "admin"),
         "commands change a kiosk's state: not for a level-1 trainee",
         min_level=2,
+    ),
+    _rule(
+        "device.enroll",
+        ("technician", "admin"),
+        "an enrollment token lets a kiosk into the fleet: not for a level-1 trainee",
+        min_level=2,
+    ),
+    _rule(
+        "device.revoke",
+        ("technician", "admin"),
+        "revoking takes a kiosk out of service until it is enrolled again: level 3 and up",
+        min_level=3,
     ),
     _rule("users.manage", ("admin",), "admins manage accounts"),
     _rule(

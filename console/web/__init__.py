@@ -54,7 +54,20 @@ from ..access import Policy
 from ..settings import Settings, load_settings
 from ..store import StoreError, describe
 from ..store.database import reason
-from . import access, admin, alerts, audit, auth, crossings, db, devices, fleet, referrals, search
+from . import (
+    access,
+    admin,
+    alerts,
+    audit,
+    auth,
+    crossings,
+    db,
+    devices,
+    enrollment,
+    fleet,
+    referrals,
+    search,
+)
 
 SECRET_KEY_FILE = "secret_key"
 SETTINGS_FILE = "console.toml"
@@ -130,8 +143,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     app.add_url_rule("/", "home", home)
-    for blueprint in (auth.bp, admin.bp, devices.bp, crossings.bp, fleet.bp, alerts.bp):
+    # enrollment before fleet: /fleet/enroll is its page, not a kiosk called "enroll"
+    for blueprint in (auth.bp, admin.bp, devices.bp, crossings.bp, enrollment.bp, fleet.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(alerts.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(referrals.bp)
     app.register_blueprint(search.bp)

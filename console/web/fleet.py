@@ -112,7 +112,7 @@ def _now() -> dt.datetime:
     return dt.datetime.fromtimestamp(now(), dt.UTC)
 
 
-def _checked_device_id(device_id: str) -> str:
+def checked_device_id(device_id: str) -> str:
     try:
         return topics.check_device_id(device_id)
     except TopicError as exc:
@@ -211,7 +211,7 @@ def _stored_answer(command_id: str) -> CommandAnswer | None:
 @bp.get("/fleet/<device_id>")
 @require("fleet.view")
 def device(device_id: str):
-    device_id = _checked_device_id(device_id)
+    device_id = checked_device_id(device_id)
     command_id = request.args.get("command") or None
     if command_id is not None and not _UUID.fullmatch(command_id):
         bad_parameter("command", "a command id")
@@ -282,7 +282,7 @@ def device(device_id: str):
 @bp.post("/fleet/<device_id>/commands")
 @require("device.command")
 def send(device_id: str):
-    device_id = _checked_device_id(device_id)
+    device_id = checked_device_id(device_id)
     name = request.form.get("command", "")
     if name not in COMMANDS:
         bad_parameter("command", f"one of {', '.join(COMMANDS)}")
@@ -321,7 +321,8 @@ def send(device_id: str):
 # -- commands' plumbing -------------------------------------------------------------------------
 
 
-def _endpoint() -> connection.Endpoint | None:
+def broker_endpoint() -> connection.Endpoint | None:
+    """The web console's broker settings (``config['BROKER']``), or None without them."""
     found = current_app.config.get("BROKER")
     if found is None or isinstance(found, connection.Endpoint):
         return found
@@ -338,7 +339,7 @@ def _endpoint() -> connection.Endpoint | None:
 
 
 def _command_settings() -> commands.CommandSettings:
-    endpoint = _endpoint()
+    endpoint = broker_endpoint()
     assert endpoint is not None
     node_id = (
         current_app.config.get("BROKER_NODE_ID")
@@ -347,20 +348,26 @@ def _command_settings() -> commands.CommandSettings:
     return commands.CommandSettings(endpoint, topics.check_device_id(node_id))
 
 
-def _commands_unavailable() -> str | None:
-    """Why the page cannot send commands, or None when it can."""
+def broker_unavailable(instead: str) -> str | None:
+    """Why the web console cannot reach the broker as the console, or None when it can;
+    *instead* names the command line that does the same without the web console."""
     try:
-        endpoint = _endpoint()
+        endpoint = broker_endpoint()
     except (KeyError, TypeError, ValueError) as exc:
         return f"the web console's broker settings (BROKER) are not usable: {exc}"
     if endpoint is None:
-        return (
-            "the web console was started without broker settings (BROKER); use "
-            "borderlane-console command send"
-        )
+        return f"the web console was started without broker settings (BROKER); use {instead}"
     for path in (endpoint.ca_file, endpoint.cert_file, endpoint.key_file):
         if not Path(path).is_file():
             return f"the broker settings name {path}, which is not there"
+    return None
+
+
+def _commands_unavailable() -> str | None:
+    """Why the page cannot send commands, or None when it can."""
+    unavailable = broker_unavailable("borderlane-console command send")
+    if unavailable:
+        return unavailable
     try:
         _command_settings()
     except (OSError, ValueError, TopicError) as exc:
