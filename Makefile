@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench lint fuzz system-packages venv clean help
+.PHONY: test chaos demo bench lint fuzz system-packages venv clean help
 
 help:
 	@echo "make test    install what is missing, lint, run every test on the real stack"
+	@echo "make chaos   real faults: network partitions, kill -9, clock jumps (root; ~2 min)"
 	@echo "make demo    run the stack (DEMO_SECONDS=N stops it by itself)"
 	@echo "make bench   run the benchmarks and print their figures"
 	@echo "make lint    ruff check and format check"
@@ -18,6 +19,10 @@ help:
 
 test: system-packages $(INSTALLED) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Not part of test (about two minutes of waiting out keepalives and kills); CI runs both.
+chaos: system-packages $(INSTALLED)
+	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
 demo: system-packages $(INSTALLED)
 	$(BIN)/python scripts/demo.py

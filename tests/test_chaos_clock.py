@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from console import alerts
 from console.settings import Settings
 from console.store import open_database
@@ -67,6 +69,7 @@ def skew_alerts(db: Path, device: str) -> set[str]:
         engine.dispose()
 
 
+@pytest.mark.chaos
 def test_clock_jumps_forward_and_back_by_days(uplink_broker: UplinkBroker, tmp_path: Path) -> None:
     device, count = "kiosk-clock", 60
     console_db, clock = tmp_path / "console.db", tmp_path / "faketime"
@@ -133,6 +136,7 @@ def test_clock_jumps_forward_and_back_by_days(uplink_broker: UplinkBroker, tmp_p
         assert stretch == sorted(stretch)
 
 
+@pytest.mark.chaos
 def test_a_kiosk_clock_outside_the_broker_certificate_says_so(tmp_path: Path) -> None:
     """The broker's certificate is valid for one day from now. A kiosk clock three days ahead
     finds it expired, three days behind finds it not yet valid: the kiosk reports that, goes

@@ -36,6 +36,8 @@ BROKER_GIVES_UP_S = 1.5 * KEEPALIVE + 3
 COUNT = 120
 EVERY = 0.1
 
+pytestmark = pytest.mark.chaos
+
 
 @pytest.fixture(scope="module")
 def subnet() -> ipaddress.IPv4Network:

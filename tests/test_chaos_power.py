@@ -14,12 +14,16 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 from harness import chaos
 from harness.console import rows
 from harness.uplink import UplinkBroker
 
 KILLS = 25
 DEVICE = "kiosk-power"
+
+pytestmark = pytest.mark.chaos
 
 
 def integrity(db: Path) -> str:
