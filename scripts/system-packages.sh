@@ -9,9 +9,11 @@ PYTHON=${PYTHON:-python3}
 # Debian also creates and starts a system cluster on port 5432; Borderlane does not use it.
 # iproute2, nftables: network namespaces and silent partitions for the chaos tests
 # (tests/harness/netns.py); faketime, libfaketime: clock jumps on the kiosk (test_chaos_clock).
+# e2fsprogs, mount: ext4 file systems on loop devices, encrypted (images/encrypt-state.sh,
+# test_encryption_at_rest).
 PACKAGES="mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig socat
 build-essential pkg-config chromium chromium-driver postgresql iproute2 nftables faketime
-libfaketime"
+libfaketime e2fsprogs mount"
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "borderlane: $PYTHON not found; install Python 3.11 (sudo apt-get install -y python3)" >&2

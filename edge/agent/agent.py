@@ -61,6 +61,7 @@ from mqtt_schemas.watchlist import WatchlistError
 from .certificates import CertificateKeeper
 from .commands import CommandError, CommandRunner, diagnostics_action, ping_action
 from .config import AgentConfig, AgentConfigError, load_config
+from .encryption import EncryptionError, require_encrypted
 from .health import heartbeat, run_heartbeat, system_figures
 from .supervisor import Part, Supervisor
 from .systemd import Notifier
@@ -148,6 +149,12 @@ class Agent:
     def open(self) -> None:
         """Open what the lane needs; raise :class:`AgentStartError` with one line if unusable."""
         config = self.config
+        if config.storage.encrypted:  # before anything is read or written there
+            for directory in dict.fromkeys((config.agent.data_dir, config.watchlist.db.parent)):
+                try:
+                    require_encrypted(directory)
+                except EncryptionError as exc:
+                    raise AgentStartError(f"storage.encrypted: {exc}") from None
         marker = config.agent.data_dir / DECOMMISSIONED
         if marker.exists():
             raise Decommissioned(

@@ -40,6 +40,9 @@ file's own directory, so a configuration directory can be moved as a whole::
     [health]
     interval_s = 30
 
+    [storage]                         # optional
+    encrypted = true                  # refuse to start unless data_dir is encrypted, unlocked
+
     [enrollment]                      # optional: renew the certificate before it runs out
     url = "https://console.borderlane.example:8443"   # the console's enrollment endpoint
     ca_file = "/etc/borderlane/service-ca.crt"        # how that endpoint is recognised
@@ -189,6 +192,15 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    encrypted: bool = False
+    """True: the agent starts only if ``data_dir`` (and the watchlist's directory) is an
+    fscrypt-encrypted directory whose key is in the kernel (``edge.agent.encryption``), so a
+    kiosk whose image skipped the encryption, or whose unlock failed, writes no traveller's
+    data in plain text."""
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The whole kiosk configuration, every part already validated."""
 
@@ -205,6 +217,7 @@ class AgentConfig:
     ui: UiSettings = field(default_factory=UiSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     enrollment: RenewalSettings = field(default_factory=RenewalSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
 
 _SECTIONS = {
@@ -219,6 +232,7 @@ _SECTIONS = {
     "ui",
     "health",
     "enrollment",
+    "storage",
 }
 
 
@@ -264,6 +278,7 @@ def parse_config(
         ui=_ui(_table(data.get("ui", {}), "ui"), base),
         health=_health(_table(data.get("health", {}), "health")),
         enrollment=_enrollment(_table(data.get("enrollment", {}), "enrollment"), base),
+        storage=_storage(_table(data.get("storage", {}), "storage")),
     )
 
 
@@ -410,6 +425,14 @@ def _ui(data: Mapping[str, Any], base: Path) -> UiSettings:
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _storage(data: Mapping[str, Any]) -> StorageSettings:
+    _only(data, {"encrypted"}, "storage")
+    encrypted = data.get("encrypted", False)
+    if not isinstance(encrypted, bool):
+        raise AgentConfigError("storage.encrypted", f"true or false, got {encrypted!r}")
+    return StorageSettings(encrypted)
 
 
 def _enrollment(data: Mapping[str, Any], base: Path) -> RenewalSettings:

@@ -13,6 +13,7 @@ from .enroll import enroll_command
 from .mrz import mrz
 from .run import run
 from .sim import sim
+from .storage import storage
 from .ui import ui
 from .watchlist import screen, watchlist
 
@@ -38,6 +39,7 @@ cli.add_command(enroll_command)
 cli.add_command(mrz)
 cli.add_command(run)
 cli.add_command(sim)
+cli.add_command(storage)
 cli.add_command(ui)
 cli.add_command(screen)
 cli.add_command(watchlist)
