@@ -192,6 +192,15 @@ CHANNELS: tuple[Channel, ...] = (
         "The current watchlist version and how to reach it; retained.",
     ),
     Channel(
+        "watchlist/trust",
+        "fleet",
+        "watchlist-trust",
+        "console",
+        1,
+        True,
+        "Which keys sign which watchlist versions, signed by the offline trust anchor; retained.",
+    ),
+    Channel(
         "watchlist/deltas",
         "fleet",
         "watchlist-delta-chunk",

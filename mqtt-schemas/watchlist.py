@@ -785,6 +785,12 @@ def _verify(chunk: Any, trusted: Mapping[str, Ed25519PublicKey]) -> list[bytes]:
         raise WatchlistError(
             "untrusted-key", f"{where}: signed by key {chunk['key_id']!r}, which is not trusted"
         )
+    # Keys from a trust update (mqtt_schemas.trust.KeyTrust) sign only their versions.
+    why_not = getattr(trusted, "why_not", None)
+    if why_not is not None:
+        refused = why_not(chunk["key_id"], chunk["to_version"])
+        if refused is not None:
+            raise WatchlistError("untrusted-key", f"{where}: {refused}")
     # The signed bytes, built around the changes' own encodings (which the digest needs too):
     # "changes" sorts first among the signed keys, so canonical(body) is exactly this.
     lines = [_dumps(change) for change in chunk["changes"]]
