@@ -33,6 +33,7 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,13 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# One encoder for every person: json.dumps with options makes a new one per call, which was
+# a twentieth of an import's time.
+_NAMES_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _names_json(names: list[dict[str, str]]) -> str:
-    return json.dumps(names, ensure_ascii=False, separators=(",", ":"))
+    return _NAMES_ENCODER.encode(names)
 
 
 def date_number(birth_date: str | None) -> int:
@@ -656,15 +662,20 @@ class WatchlistStore:
 
 LOAD_BATCH = 5000
 """Entries a :class:`Loader` writes with one statement."""
-INDEX_CACHE = 50_000
-"""Persons' names whose index a :class:`Loader` keeps: names repeat (a quarter of a million
-persons of the benchmark's million share their names with one seen in the 50,000 before)."""
+LOAD_CACHE_MIB = 128
+"""SQLite's page cache while a :class:`Loader` loads, at least (the persons' entry-id index
+and the vocabulary take inserts all over them; the sorts of a bulk load use as much)."""
+INDEX_CACHE = 100_000
+"""Persons' names whose index a :class:`Loader` keeps (about 60 MB): names repeat, and a
+third of the benchmark's 1,050,000 persons have the names of one of the 100,000 before."""
 
 
-def _index_of(names: str) -> tuple[PersonIndex, frozenset[str]]:
-    """The index and counted tokens of a person's names (as stored, JSON)."""
-    index = index_person(json.loads(names))
-    return index, person_tokens(index.stored)
+def _index_of(names: str) -> tuple[str, tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
+    """The stored form, index keys, vocabulary and counted tokens of a person's names (as
+    stored, JSON), in tuples: they take half the memory of the sets in a cache."""
+    index: PersonIndex = index_person(json.loads(names))
+    counted = person_tokens(index.stored)
+    return index.stored, tuple(index.keys), tuple(index.vocabulary), tuple(counted)
 
 
 class _Memo(dict[str, Any]):
@@ -718,6 +729,9 @@ class Loader:
         self._index = functools.lru_cache(maxsize=INDEX_CACHE)(_index_of)
         self._states = _Memo(state_code)
         self._lists = _Memo(store._list_id)
+        (self._cache_size,) = self._sql.execute("PRAGMA cache_size").fetchone()
+        if -1024 * LOAD_CACHE_MIB < self._cache_size < 0:  # negative: KiB, as we set it
+            self._sql.execute(f"PRAGMA cache_size = {-1024 * LOAD_CACHE_MIB}")
         store.begin()
         try:
             self.bulk_persons = self._empty("persons")
@@ -734,7 +748,7 @@ class Loader:
                     "document_type, status, list_id, action)"
                 )
         except BaseException:
-            store.rollback()
+            self.abort()
             raise
 
     def _empty(self, table: str) -> bool:
@@ -795,10 +809,12 @@ class Loader:
             self.abort()
             raise
         self.store.commit()
+        self._sql.execute(f"PRAGMA cache_size = {self._cache_size}")
 
     def abort(self) -> None:
         """Roll back (a bulk load: everything; else what was not committed yet)."""
         self.store.rollback()
+        self._sql.execute(f"PRAGMA cache_size = {self._cache_size}")
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -835,14 +851,14 @@ class Loader:
         pid = self._next_pid
         for entry_id, entry, list_id in persons:
             names = _names_json(entry["names"])
-            index, counted = self._index(names)
+            stored, person_keys, texts, counted = self._index(names)
             birth_date = entry.get("birth_date")
             rows.append(
                 (
                     pid,
                     entry_id,
                     names,
-                    index.stored,
+                    stored,
                     birth_date,
                     " ".join(entry.get("nationality", ())) or None,
                     entry.get("sex"),
@@ -851,9 +867,8 @@ class Loader:
                     entry["action"],
                 )
             )
-            bdate = date_number(birth_date)
-            keys += [(key, bdate, pid) for key in index.keys]
-            vocabulary |= index.vocabulary
+            keys += zip(person_keys, repeat(date_number(birth_date)), repeat(pid))
+            vocabulary.update(texts)
             tokens.update(counted)
             pid += 1
         self._sql.execute("SAVEPOINT persons")

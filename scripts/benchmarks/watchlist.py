@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,7 @@ TARGET_SPEEDUP = 100.0
 TARGET_RECALL = 0.99
 TARGET_FPR = 0.01
 TARGET_DELTA_S = 10.0
+TARGET_IMPORT_S = 120.0
 
 
 def _log(message: str) -> None:
@@ -131,7 +133,8 @@ def ensure_store(size: Size, directory: Path) -> dict[str, Any]:
         return json.loads(meta_path.read_text())
     for leftover in directory.glob("store.db*"):
         leftover.unlink()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_s()
+    load_started = os.getloadavg()[0]
     with WatchlistStore(store_path, cache_mib=512) as store:
         persons_started = time.perf_counter()
         report = import_files(
@@ -147,6 +150,10 @@ def ensure_store(size: Size, directory: Path) -> dict[str, Any]:
         store.connection.execute("ANALYZE")
     meta = {
         "import_s": time.perf_counter() - started,
+        # CPU time (user + sys) of this process: on a shared machine the wall time grows with
+        # the load, this much less.
+        "import_cpu_s": _cpu_s() - cpu_started,
+        "load_average": [load_started, os.getloadavg()[0]],
         "persons_s": persons_s,
         "documents_s": documents_s,
         "persons": report.persons,
@@ -155,8 +162,16 @@ def ensure_store(size: Size, directory: Path) -> dict[str, Any]:
         "bytes": store_path.stat().st_size,
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    _log(f"imported {size.name} in {meta['import_s']:.0f} s")
+    _log(
+        f"imported {size.name} in {meta['import_s']:.0f} s ({meta['import_cpu_s']:.0f} s CPU, "
+        f"load average {load_started:.1f} to {meta['load_average'][1]:.1f})"
+    )
     return meta
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +666,8 @@ def run(quick: bool) -> list[Figure]:
     # Rates are given as 1 - false-positive rate (specificity), so that every figure is
     # positive: the false-positive rate target <= 0.01 is specificity >= 0.99.
     figures = [
-        Figure("import", meta["import_s"], "s", note=f"{scale}, JSONL, one core"),
+        at_most("import", meta["import_s"], "s", TARGET_IMPORT_S, f"{scale}, JSONL, one core"),
+        Figure("import CPU time (user + sys)", meta.get("import_cpu_s", float("nan")), "s"),
         Figure("import persons", meta["persons_s"], "s"),
         Figure("import documents", meta["documents_s"], "s"),
         Figure("database size", meta["bytes"] / 2**20, "MiB"),
