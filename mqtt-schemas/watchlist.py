@@ -491,7 +491,9 @@ def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
         try:
             unknown = [c for c in reader.fieldnames or () if c not in LIST_CSV_COLUMNS]
             if unknown:
-                yield 1, ValueError(f"unknown CSV columns: {', '.join(unknown)}")
+                # a quoted header may hold a line break: shown escaped, on one line
+                shown = ", ".join(c.encode("unicode_escape").decode("ascii") for c in unknown)
+                yield 1, ValueError(f"unknown CSV columns: {shown}")
                 return
             while True:
                 try:
