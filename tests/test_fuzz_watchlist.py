@@ -225,6 +225,7 @@ def list_files(draw: st.DrawFn) -> tuple[str, bytes]:
 @example(("jsonl", b'{"id":"x","kind":"person","names":' + b"[" * 100_000))
 @example(("ftm", b'{"id":"x","schema":"Person","properties":' + b"[" * 5000))
 @example(("csv", b"id,kind\n\x00,\xff\n"))
+@example(("csv", b'id,kind,"zHatus\nnw-1",x\n'))  # make fuzz (list_csv): a header with a line break
 @example(("un-xml", b'<!DOCTYPE x [<!ENTITY a "b">]><CONSOLIDATED_LIST/>'))
 def test_list_readers_yield_events_and_raise_nothing(file: tuple[str, bytes]) -> None:
     list_property(*file)
