@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,18 +54,6 @@ def stored(db: Path, device_id: str) -> list[str]:
     return [row[0] for row in rows(db, "SELECT id FROM crossings WHERE device_id = ?", device_id)]
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, *processes: chaos.Process
-) -> None:
-    """Poll *condition* until it holds; on failure show what *processes* printed."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            shown = "\n".join(process.output() for process in processes)
-            raise AssertionError(f"{what}: not within {timeout} s\n{shown}")
-        time.sleep(0.05)
-
-
 def console_count(db: Path, device_id: str) -> int:
     try:
         return len(stored(db, device_id))
@@ -76,8 +64,10 @@ def console_count(db: Path, device_id: str) -> int:
 def assert_drained(kiosk: chaos.Process, db: Path, kiosk_db: Path, device_id: str) -> None:
     """Everything the kiosk committed is stored by the console, once; its outbox is empty."""
     kiosk.wait(lambda: len(chaos.recorded(kiosk)) == COUNT, 30, "the lane recorded them all")
-    wait_until(lambda: console_count(db, device_id) == COUNT, 40, "the console stored them all")
-    wait_until(
+    chaos.wait_until(
+        lambda: console_count(db, device_id) == COUNT, 40, "the console stored them all"
+    )
+    chaos.wait_until(
         lambda: chaos.kiosk_db(kiosk_db, "SELECT count(*) FROM uplink_outbox")[0][0] == 0,
         20,
         "the kiosk's outbox drained",
@@ -115,7 +105,7 @@ def test_kiosk_broker_partition(net, pki: UplinkPki, tmp_path: Path) -> None:
             keepalive_s=KEEPALIVE,
         ) as kiosk:
             kiosk.wait(lambda: "connected" in dict(chaos.states(kiosk)).values(), 15, "up")
-            wait_until(
+            chaos.wait_until(
                 lambda: console_count(db, device) >= 10, 15, "crossings flowing", kiosk, console
             )
 
@@ -131,7 +121,7 @@ def test_kiosk_broker_partition(net, pki: UplinkPki, tmp_path: Path) -> None:
             assert noticed <= NOTICE_S, f"the kiosk noticed after {noticed:.1f} s"
             print(f"the kiosk noticed the partition after {noticed:.1f} s")
             # The broker gives the kiosk up as well (and publishes its will).
-            wait_until(
+            chaos.wait_until(
                 lambda: f"{device} has exceeded timeout" in broker.process.log(),
                 BROKER_GIVES_UP_S + 10,
                 "the broker noticed the partition",
@@ -176,7 +166,7 @@ def test_console_broker_partition(net, pki: UplinkPki, tmp_path: Path) -> None:
     ):
         console.wait(lambda: console.words("ready"), 15, "the console subscribed")
         with chaos.kiosk(broker, device, kiosk_db, every=EVERY, count=COUNT) as kiosk:
-            wait_until(
+            chaos.wait_until(
                 lambda: console_count(db, device) >= 10, 15, "crossings flowing", kiosk, console
             )
 

@@ -141,6 +141,18 @@ class Process:
         self.kill()
 
 
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, *processes: Process
+) -> None:
+    """Poll *condition* until it holds; on failure show what *processes* printed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            shown = "\n".join(process.output() for process in processes)
+            raise AssertionError(f"{what}: not within {timeout} s\n{shown}")
+        time.sleep(0.05)
+
+
 def python(module_args: list[str], prefix: list[str] | None = None) -> list[str]:
     """The command line of ``python -m harness.chaos *module_args*`` (after *prefix*)."""
     return [*(prefix or []), sys.executable, "-m", "harness.chaos", *module_args]
