@@ -549,6 +549,28 @@ async def publish_manifest(
     return payload
 
 
+async def publish_trust(
+    mqtt: aiomqtt.Client, history: WatchlistHistory, node_id: str, update: dict[str, Any]
+) -> dict[str, Any]:
+    """Publish a signed trust update (:mod:`mqtt_schemas.trust`, as made offline by the
+    anchor's holder) retained on the fleet trust topic, with this console's envelope; the
+    signature covers only the update's own fields, so the envelope does not disturb it."""
+    (seq,) = await history.call(history.reserve_seqs, node_id, 1)
+    payload = {
+        **update,
+        "id": uuid7(),
+        "device_id": node_id,
+        "seq": seq,
+        "time": utc_now(),
+        "clock": clock_state(),
+    }
+    mqtt_schemas.validate("watchlist-trust", payload)
+    await mqtt.publish(
+        topics.fleet_topic("watchlist/trust"), _json(payload).encode(), qos=1, retain=True
+    )
+    return payload
+
+
 class CatchupLimiter:
     """How much one kiosk may be sent: a kiosk (perhaps stolen and reprogrammed) that asks for
     the full list again and again must not make the console resend it each time.

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import json
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,7 @@ from console.watchlist import (
     CatchupResponder,
     WatchlistHistory,
     WatchlistPublisher,
+    publish_trust,
     send_steps,
 )
 from edge.agent.transport import UplinkTransport
@@ -43,6 +45,7 @@ from edge.screening.transport import Offline, PayloadHandler, Scope
 from edge.uplink import Outbox, StaticClock, Uplink
 from mqtt_schemas import topics
 from mqtt_schemas.envelope import clock_state, utc_now, uuid7
+from mqtt_schemas.trust import TrustedKey, sign_trust_update
 from mqtt_schemas.watchlist import (
     entry_from_record,
     generate_key,
@@ -193,7 +196,9 @@ class Kiosk:
 
 
 @contextlib.asynccontextmanager
-async def kiosk(broker, tmp_path: Path, device_id: str = "kiosk-a") -> AsyncIterator[Kiosk]:
+async def kiosk(
+    broker, tmp_path: Path, device_id: str = "kiosk-a", **sync_options: Any
+) -> AsyncIterator[Kiosk]:
     """A kiosk's uplink and watchlist sync, connected for the block (state kept on disk)."""
     home = tmp_path / device_id
     home.mkdir(exist_ok=True)
@@ -202,7 +207,12 @@ async def kiosk(broker, tmp_path: Path, device_id: str = "kiosk-a") -> AsyncIter
     outbox = Outbox(home / "outbox.db", device_id, clock, config.outbox)
     applied: list[ApplyResult] = []
     sync = WatchlistSync(
-        home / "watchlist.db", TRUSTED, device_id, settings=SETTINGS, on_applied=applied.append
+        home / "watchlist.db",
+        TRUSTED,
+        device_id,
+        settings=SETTINGS,
+        on_applied=applied.append,
+        **sync_options,
     )
     async with sync, Uplink(config, outbox, clock) as uplink:
         sync.attach(UplinkTransport(uplink))
@@ -687,3 +697,48 @@ async def test_a_kiosk_asking_for_the_whole_list_again_and_again_is_not_resent_i
     finally:
         history.close()
     assert limiter.refused >= 2
+
+
+@pytest.mark.asyncio
+async def test_a_trust_update_retires_the_signing_key_and_a_revocation_refuses_its_chunks(
+    uplink_broker, tmp_path
+):
+    """The anchor's trust update reaches the kiosk retained; a chunk signed by a key outside
+    its versions is refused, the new key's delta applies; the update is kept across restarts
+    and an older one replayed changes nothing."""
+    anchor = generate_key()
+    new_key, new_id = generate_key(), "wl-next"
+    anchors = {"wl-anchor": anchor.public_key()}
+
+    def update(sequence: int, old_state: str) -> dict[str, Any]:
+        keys = [TrustedKey(KEY_ID, KEY.public_key(), 1, 1, old_state),
+                TrustedKey(new_id, new_key.public_key(), 2, None, "active")]  # fmt: skip
+        return sign_trust_update(keys, sequence=sequence, anchor=anchor, anchor_id="wl-anchor")
+
+    async with console_side(uplink_broker, tmp_path / "console.db") as console:
+        await console.publish(V1)  # version 1, signed by the key in service then
+        async with kiosk(uplink_broker, tmp_path, anchors=anchors) as k:
+            await until(lambda: k.sync.version == 1)
+            await publish_trust(console.mqtt, console.history, NODE, update(1, "retired"))
+            await until(lambda: getattr(k.sync.trusted, "sequence", 0) == 1)
+            # Whoever still holds the retired key cannot sign version 2 with it.
+            changes = [{"op": "add", "kind": "person", "entry_id": "p-ortega",
+                        "entry": person("p-ortega")[2]}]  # fmt: skip
+            forged = make_chunks("delta", changes, from_version=1, to_version=2, key_id=KEY_ID)
+            await console.send_chunk(sign_chunks(forged, KEY)[0])
+            await until(lambda: "signs up to version 1" in k.sync.component().get("detail", ""))
+            assert k.sync.version == 1
+            # The new key's delta applies.
+            fresh = WatchlistPublisher(console.history, new_key, new_id, node_id=NODE)
+            await fresh.publish_list(console.mqtt, V2)
+            await until(lambda: k.sync.version == 2)
+        # Restarted, the kiosk holds update 1 still; a revocation comes, then an old replay.
+        async with kiosk(uplink_broker, tmp_path, anchors=anchors) as k:
+            assert getattr(k.sync.trusted, "sequence", 0) == 1
+            await publish_trust(console.mqtt, console.history, NODE, update(2, "revoked"))
+            await until(lambda: getattr(k.sync.trusted, "sequence", 0) == 2)
+            await publish_trust(console.mqtt, console.history, NODE, update(1, "retired"))
+            await asyncio.sleep(0.5)
+            assert k.sync.trusted.sequence == 2
+            assert not k.sync.trusted.allows(KEY_ID, 1)  # revoked: not even its own versions
+            assert stat.S_IMODE(k.sync.trust_path.stat().st_mode) == 0o600

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from mqtt_schemas import TopicError
+from mqtt_schemas import PayloadError, TopicError
 from mqtt_schemas.list_formats import FORMATS
+from mqtt_schemas.trust import TrustedKey, TrustError, sign_trust_update
+from mqtt_schemas.validation import JsonError, parse_json
 from mqtt_schemas.watchlist import (
     KEY_ID,
     MAX_CHUNK_CHANGES,
@@ -26,6 +29,7 @@ from mqtt_schemas.watchlist import (
     diff,
     list_entries,
     load_private_key,
+    load_public_key,
     make_chunks,
     sign_chunks,
     sign_file,
@@ -42,6 +46,7 @@ from ..watchlist import (
     WatchlistHistory,
     WatchlistPublisher,
     WatchlistSetupError,
+    publish_trust,
 )
 from .options import (
     EXISTING_FILE,
@@ -425,3 +430,99 @@ def sign_command(
     )
     _write_lines(signed, output)
     click.echo(f"{len(signed)} chunks, {count} changes", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust updates: which key signs which versions (mqtt_schemas.trust)
+
+_KEY_SPEC = re.compile(
+    r"^(?P<key_id>[A-Za-z0-9][A-Za-z0-9._-]{0,63})=(?P<path>[^:]+):(?P<start>\d+):"
+    r"(?P<end>\d*):(?P<state>active|retired|revoked)(?::(?P<reason>.{1,200}))?$"
+)
+
+
+@watchlist.group("trust")
+def trust_group() -> None:
+    """Trust updates: which watchlist key signs which versions, signed by an offline anchor.
+
+    \b
+    Examples:
+      borderlane-console watchlist keygen --key-id wl-anchor-2026 --out anchor/   # offline
+      borderlane-console watchlist trust sign --anchor-key anchor/wl-anchor-2026.key.pem \\
+          --anchor-id wl-anchor-2026 --sequence 2 \\
+          --key wl-2026a=keys/wl-2026a.pub.pem:1:1288:retired \\
+          --key wl-2026b=keys/wl-2026b.pub.pem:1289::active -o trust-2.json
+      borderlane-console watchlist trust publish trust-2.json --db console.db \\
+          --broker broker:8884 --cafile ca.crt --cert console.crt --key console.key
+    """
+
+
+@trust_group.command("sign")
+@click.option("--anchor-key", required=True, type=EXISTING_FILE, help="The anchor's private key.")
+@click.option("--anchor-id", required=True, help="The id kiosks hold the anchor under.")
+@click.option("--sequence", required=True, type=click.IntRange(1), help="Higher than the last.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="ID=PUB.pem:FROM:UNTIL:STATE[:REASON]",
+    help="A signing key, its first and last version (UNTIL empty: still signing) and its "
+    "state: active, retired or revoked (repeat).",
+)
+@_OUTPUT
+@_one_line_errors
+def trust_sign_command(
+    anchor_key: Path, anchor_id: str, sequence: int, keys: tuple[str, ...], output: IO[str]
+) -> None:
+    """Sign a trust update with the anchor's key (on the offline host that keeps it)."""
+    trusted = []
+    for spec in keys:
+        found = _KEY_SPEC.match(spec)
+        if found is None:
+            raise click.BadParameter(
+                f"{spec!r}: ID=PUB.pem:FROM:UNTIL:STATE[:REASON]", param_hint="--key"
+            )
+        public = load_public_key(Path(found["path"]).read_bytes())
+        end = int(found["end"]) if found["end"] else None
+        trusted.append(TrustedKey(found["key_id"], public, int(found["start"]), end,
+                                  found["state"], found["reason"]))  # fmt: skip
+    try:
+        update = sign_trust_update(
+            trusted, sequence=sequence, anchor=load_private_key(anchor_key.read_bytes()),
+            anchor_id=anchor_id,
+        )  # fmt: skip
+    except TrustError as exc:
+        raise click.ClickException(str(exc)) from None
+    output.write(json.dumps(update, indent=1) + "\n")
+
+
+@trust_group.command("publish")
+@click.argument("update_file", type=EXISTING_FILE)
+@_db_option
+@_broker_options
+@_one_line_errors
+def trust_publish_command(
+    update_file: Path, db: str, endpoint: connection.Endpoint, node_id: str
+) -> None:
+    """Publish a signed trust update, retained, for every kiosk (they check the anchor's
+    signature and the sequence; the console does not need the anchor's key)."""
+    try:
+        update = parse_json(update_file.read_bytes())
+    except JsonError as exc:
+        raise click.ClickException(f"{update_file}: {exc}") from None
+    history = WatchlistHistory(db)
+
+    async def send() -> dict[str, Any]:
+        mqtt = connection.client(endpoint, f"{node_id}-watchlist-trust", session_expiry=0,
+                                 receive_maximum=16, manual_ack=False)  # fmt: skip
+        async with mqtt:
+            return await publish_trust(mqtt, history, node_id, update)
+
+    try:
+        payload = asyncio.run(send())
+    except PayloadError as exc:
+        raise click.ClickException(f"{update_file}: not a trust update ({exc})") from None
+    finally:
+        history.close()
+    click.echo(f"published trust update {payload['sequence']} ({len(payload['keys'])} keys)")

@@ -176,9 +176,18 @@ class Agent:
         watchlist = config.watchlist
         try:
             trusted = load_trust(directory=watchlist.trusted_keys) if watchlist.trusted_keys else {}
+            anchors = (
+                load_trust(directory=watchlist.trust_anchors) if watchlist.trust_anchors else {}
+            )
+            if watchlist.trust_anchors and not anchors:
+                raise AgentStartError(
+                    f"watchlist.trust_anchors: no anchor in {watchlist.trust_anchors}"
+                )
             private_database(watchlist.db)  # the list names people: 0600 before SQLite opens it
             # the sync keeps the store current and creates it (version 0) on a new kiosk
-            self.sync = WatchlistSync(watchlist.db, trusted, config.agent.device_id)
+            self.sync = WatchlistSync(
+                watchlist.db, trusted, config.agent.device_id, anchors=anchors
+            )
             self.store = WatchlistStore(watchlist.db, readonly=True)
         except (StoreError, WatchlistError, OSError) as exc:
             raise AgentStartError(f"watchlist: {exc}") from None

@@ -21,6 +21,7 @@ file's own directory, so a configuration directory can be moved as a whole::
 
     [watchlist]
     trusted_keys = "/etc/borderlane/watchlist-keys"  # <key_id>.pub.pem files
+    trust_anchors = "/etc/borderlane/watchlist-anchors"  # optional: keys with a lifecycle
 
     [card_reader]                     # edge.devices.card_config.CardReaderConfig
     readers = ["OMNIKEY"]
@@ -171,6 +172,9 @@ class WatchlistSettings:
     db: Path
     trusted_keys: Path | None = None
     """Directory of ``<key_id>.pub.pem`` Ed25519 keys that may sign watchlist deltas."""
+    trust_anchors: Path | None = None
+    """Directory of ``<anchor_id>.pub.pem`` keys whose trust updates say which keys sign which
+    versions (:mod:`mqtt_schemas.trust`); without it the keys above serve every version."""
 
 
 @dataclass(frozen=True)
@@ -383,12 +387,14 @@ def _trust(data: Mapping[str, Any], base: Path) -> TrustSettings:
 
 
 def _watchlist(data: Mapping[str, Any], agent: AgentSettings, base: Path) -> WatchlistSettings:
-    _only(data, {"db", "trusted_keys"}, "watchlist")
+    _only(data, {"db", "trusted_keys", "trust_anchors"}, "watchlist")
     db = data.get("db")
     keys = data.get("trusted_keys")
+    anchors = data.get("trust_anchors")
     return WatchlistSettings(
         _path(base, db, "watchlist.db") if db is not None else agent.data_dir / "watchlist.db",
         _path(base, keys, "watchlist.trusted_keys") if keys is not None else None,
+        _path(base, anchors, "watchlist.trust_anchors") if anchors is not None else None,
     )
 
 

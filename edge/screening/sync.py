@@ -75,6 +75,7 @@ import ctypes.util
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -85,6 +86,8 @@ from typing import Any, Literal, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mqtt_schemas.health import component_entry
+from mqtt_schemas.trust import TrustError, verify_trust_update
+from mqtt_schemas.validation import JsonError, parse_json
 from mqtt_schemas.watchlist import WatchlistError, verify_chunk
 
 from .delta import ApplyResult, DeltaRejected, StreamApply
@@ -402,6 +405,10 @@ class WatchlistSync:
     """Keeps the watchlist store at *store_path* current; see the module documentation.
 
     *trusted*: watchlist signing keys by key id (:func:`~edge.screening.delta.load_trust`).
+    *anchors*: trust anchors (``[watchlist] trust_anchors``): with them, the keys come from the
+    latest trust update (:mod:`mqtt_schemas.trust`) received on the fleet trust topic and kept
+    in *trust_path* (default ``<store>.trust.json``), each key for its versions only; *trusted*
+    serves until the first update arrives (a kiosk's install).
     *staging_path*: where chunks wait (default: ``<store>.staging`` next to the store).
     *on_applied*: called on the event loop after each delta or snapshot is applied.
     """
@@ -415,9 +422,17 @@ class WatchlistSync:
         staging_path: Path | None = None,
         settings: SyncSettings | None = None,
         on_applied: Callable[[ApplyResult], None] | None = None,
+        anchors: Mapping[str, Ed25519PublicKey] | None = None,
+        trust_path: Path | None = None,
     ) -> None:
         self.store_path = Path(store_path)
-        self.trusted = dict(trusted)
+        self.trusted: Mapping[str, Ed25519PublicKey] = dict(trusted)
+        self.anchors = dict(anchors or {})
+        self.trust_path = trust_path or self.store_path.with_name(
+            self.store_path.name + ".trust.json"
+        )
+        if self.anchors:
+            self._load_trust()
         self.device_id = device_id
         self.staging_path = staging_path or self.store_path.with_name(
             self.store_path.name + ".staging"
@@ -458,9 +473,49 @@ class WatchlistSync:
         go out through the new one.
         """
         self._transport = transport
+        if self.anchors:
+            transport.subscribe("watchlist/trust", self._on_trust, scope="fleet")
         transport.subscribe("watchlist/manifest", self._on_manifest, scope="fleet")
         transport.subscribe("watchlist/deltas", self._on_chunk, scope="fleet")
         transport.subscribe("watchlist/deltas", self._on_chunk, scope="device")
+
+    # -- trust --------------------------------------------------------------------------------
+
+    def _load_trust(self) -> None:
+        """The trust update kept from before (checked again: the file is outside input too)."""
+        try:
+            held = parse_json(self.trust_path.read_bytes())
+            self.trusted = verify_trust_update(held, self.anchors)
+        except FileNotFoundError:
+            return  # a new kiosk: its installed keys serve until the first update
+        except (OSError, JsonError, TrustError) as exc:
+            log.error("watchlist trust: %s is unusable (%s); using the installed keys",
+                      self.trust_path.name, exc)  # fmt: skip
+
+    async def _on_trust(self, update: dict[str, Any]) -> None:
+        """A trust update: applied if an anchor signed it and it is newer than the held one."""
+        try:
+            trust = verify_trust_update(update, self.anchors)
+        except TrustError as exc:
+            log.warning("watchlist trust: ignored an update: %s", exc)
+            return
+        held = getattr(self.trusted, "sequence", 0)
+        if trust.sequence <= held:
+            if trust.sequence < held:
+                log.warning(
+                    "watchlist trust: ignored update %d, older than %d", trust.sequence, held
+                )
+            return
+        temporary = self.trust_path.with_name(self.trust_path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(json.dumps(update).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.trust_path)
+        self.trusted = trust
+        states = ", ".join(f"{k.key_id} {k.state}" for k in trust.keys.values())
+        log.info("watchlist trust: update %d applied (%s)", trust.sequence, states)
 
     async def close(self) -> None:
         """Stop the retry timer, roll back an apply under way (it is asked for again after a

@@ -86,6 +86,7 @@ SUBSCRIPTIONS: tuple[tuple[Literal["device", "fleet"], str], ...] = (
     ("device", "watchlist/deltas"),
     ("fleet", "watchlist/manifest"),
     ("fleet", "watchlist/deltas"),
+    ("fleet", "watchlist/trust"),
 )
 HANDLED = SUBSCRIPTIONS[1:]
 """What the agent may register handlers for; acks are the uplink's own business."""
