@@ -199,18 +199,25 @@ def dump(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("renumbered", [5, 0], ids=["renumbered", "same-numbers"])
-@pytest.mark.parametrize("prefilled", [False, True], ids=["bulk", "incremental"])
+@pytest.mark.parametrize("prefilled", ["empty", "emptied", "filled"])
 def test_an_import_makes_the_store_entries_put_in_one_by_one_make(tmp_path, prefilled, renumbered):
-    # Renumbered documents take the bulk load's other way (an id again under another key).
+    # Renumbered documents take the bulk load's other way (an id again under another key). An
+    # emptied store (an entry added and removed) is bulk-loaded with a vocabulary already
+    # there; into a filled one (an entry in each table) nothing is bulk-loaded.
     path = tmp_path / "list.jsonl"
     write_list(path, 11, renumbered)
     expected = {}
     for name, how in (("loaded.db", "loader"), ("one.db", "one by one")):
         with WatchlistStore(tmp_path / name) as store:
-            if prefilled:  # an entry in each table: nothing is bulk-loaded
+            if prefilled != "empty":
+                listed = {**PERSON, "names": [{"surname": "BOGNIKOVA", "given_names": "GALINA"}]}
                 with store.transaction():
-                    store.add("person", "pre-1", {**PERSON, "action": "refer"})
+                    store.add("person", "pre-1", {**listed, "action": "refer"})
                     store.add_documents([("pre-2", {**json.loads(DOCUMENT), "action": "refer"})])
+                if prefilled == "emptied":
+                    with store.transaction():
+                        store.remove("person", "pre-1")
+                        store.remove("document", "pre-2")
             if how == "loader":
                 report = import_files(store, [path], progress=False, batch=100)
                 assert (report.persons, report.documents, report.skipped) == (308, 410, 2)

@@ -726,6 +726,7 @@ class Loader:
         self._documents: list[tuple[Any, ...]] = []
         self._staged_documents = 0
         self._tokens: Counter[str] = Counter()
+        self._texts: set[str] = set()  # vocabulary texts given their variants in this load
         self._index = functools.lru_cache(maxsize=INDEX_CACHE)(_index_of)
         self._states = _Memo(state_code)
         self._lists = _Memo(store._list_id)
@@ -738,6 +739,7 @@ class Loader:
             self.bulk_documents = self._empty("documents")
             if self.bulk_persons:
                 self._sql.execute("CREATE TEMP TABLE staged_keys (key, bdate, pid)")
+                self._sql.execute("CREATE TEMP TABLE staged_vocab (variant, text)")
                 self._next_pid = 1 + (
                     self._sql.execute("SELECT max(pid) FROM persons").fetchone()[0] or 0
                 )
@@ -803,6 +805,7 @@ class Loader:
             if self.bulk_persons:
                 self._settle_persons()
                 self._sql.execute("DROP TABLE temp.staged_keys")
+                self._sql.execute("DROP TABLE temp.staged_vocab")
             if self.bulk_documents:
                 self._load_documents()
         except BaseException:
@@ -890,18 +893,29 @@ class Loader:
             return
         self._sql.execute("RELEASE persons")
         self._sql.executemany("INSERT INTO staged_keys VALUES (?, ?, ?)", keys)
-        self.store._learn_texts(vocabulary)
+        fresh = vocabulary - self._texts
+        self._texts |= fresh
+        self._sql.executemany(
+            "INSERT INTO staged_vocab VALUES (?, ?)",
+            [(variant, text) for text in fresh for variant in deletions(text)],
+        )
         self._tokens.update(tokens)
         self.store._count("person", len(rows))
         self._next_pid = pid
 
     def _settle_persons(self) -> None:
-        """Put the staged index keys and token counts into their tables."""
+        """Put the staged index keys, fuzzy variants and token counts into their tables (the
+        variants of a text already there are there: ignored, as _learn_texts skips them)."""
         self._sql.execute(
             "INSERT INTO person_keys (key, bdate, pid) "
             "SELECT key, bdate, pid FROM staged_keys ORDER BY key, bdate, pid"
         )
+        self._sql.execute(
+            "INSERT OR IGNORE INTO vocab (variant, text) "
+            "SELECT variant, text FROM staged_vocab ORDER BY variant, text"
+        )
         self._sql.execute("DELETE FROM staged_keys")
+        self._sql.execute("DELETE FROM staged_vocab")
         self._sql.executemany(
             "INSERT INTO vocab_tokens (token, persons) VALUES (?, ?) "
             "ON CONFLICT (token) DO UPDATE SET persons = persons + excluded.persons",
