@@ -9,6 +9,12 @@ What runs (every process is a real one, on real parts):
   one demo account per role, password :data:`DEMO_PASSWORD`, printed in the banner); the
   watchlist (the synthetic population's listed travellers plus filler) is published once,
   signed;
+- ``borderlane-console devices serve-enrollment`` (kiosks enroll with a one-time token over
+  HTTPS, on ``DEMO_ENROLL_PORT`` or a free port, its certificate from the demo's service CA);
+  the web console's ``console.toml`` gets ``[devices]`` (the device CA, the broker's pid file,
+  the enrollment address) so kiosks are enrolled and revoked from its pages too. The banner
+  prints the steps: a token, ``borderlane-edge enroll``, then ``scripts/demo_kiosk.py`` runs the
+  enrolled kiosk from its files beside the others, and it shows on the fleet dashboard;
 - ``DEMO_KIOSKS`` kiosks (default 3): each is the real agent (``python -m edge run``) with its
   own pcscd + vpcd card reader and a virtual serial MRZ reader, and a traveller simulator
   (``borderlane-edge sim travellers``) walking synthetic travellers up to it: CBIC holders
@@ -34,6 +40,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -69,6 +76,10 @@ DRAIN_S = 20.0
 """At the end: how long the kiosks get to deliver what their outboxes still hold."""
 WEB_START_S = 20.0
 """How long the console web gets to answer before the demo gives up on it."""
+NEW_KIOSK = STATE / "new-kiosk"
+"""Where the banner's ``borderlane-edge enroll`` keeps the enrolled kiosk's files (emptied at
+each start: the console database starts afresh too)."""
+NEW_KIOSK_ID = "kiosk-bz-new"
 
 
 class Stop(Exception):
@@ -169,6 +180,50 @@ class Demo:
         self.processes.append(process)
         return process
 
+    def start_kiosk(
+        self,
+        name: str,
+        directory: Path,
+        uplink: Uplink,
+        population: Population,
+        trust: Path,
+        site: str = SITE,
+    ) -> Kiosk:
+        """A kiosk's agent with its own card reader (pcscd + vpcd), its configuration in
+        *directory*, reaching the broker by *uplink*; watchlists signed by a key in *trust*."""
+        directory.mkdir(parents=True)
+        stack = PcscStack().start()
+        self.stacks.append(stack)
+        kiosk = Kiosk(name, directory, stack, free_port())
+        path = kiosk_config(kiosk, uplink, population, trust, site)
+        kiosk.agent = self.spawn(
+            name, _python("-m", "edge", "run", "--config", str(path)), stack.env
+        )
+        self.kiosks.append(kiosk)
+        return kiosk
+
+    def start_travellers(self, kiosk: Kiosk, population: Population, seed: int) -> None:
+        """Synthetic travellers walking up to *kiosk*: cards tapped, MRZs scanned."""
+        kiosk.travellers = self.spawn(
+            f"{kiosk.name}-travellers",
+            _python(
+                "-m",
+                "edge",
+                "sim",
+                "travellers",
+                "--population",
+                str(population.directory),
+                "--vpcd-port",
+                str(kiosk.stack.vpcd_port),
+                "--mrz-link",
+                str(kiosk.directory / "mrz-reader"),
+                "--interval",
+                "1",
+                "--seed",
+                str(seed),
+            ),
+        )
+
     def stop_all(self) -> None:
         """Travellers, then kiosks (their offline reaches a console still listening), then
         the console's processes."""
@@ -202,8 +257,9 @@ def prepare_pki(names: list[str]) -> Pki:
             pki.devices.issue_client(name)
     if not (pki.services.directory / "issued" / "console.crt").exists():
         pki.services.issue_service_client("console")
-    if not (pki.services.directory / "issued" / "broker.crt").exists():
-        pki.services.issue_server("broker", hosts=["localhost", "127.0.0.1"])
+    for server in ("broker", "enroll"):  # the broker, and the enrollment endpoint (HTTPS)
+        if not (pki.services.directory / "issued" / f"{server}.crt").exists():
+            pki.services.issue_server(server, hosts=["localhost", "127.0.0.1"])
     return pki
 
 
@@ -238,11 +294,30 @@ def prepare_officers() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Uplink:
+    """How a kiosk reaches the broker: its listener, the CA it knows the broker by, and its
+    own certificate and key."""
+
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def provisioned_uplink(pki: Pki, name: str, tls_port: int) -> Uplink:
+    """A demo kiosk's uplink: a certificate the provisioning tool issued (made on first run)."""
+    identity = pki.devices.identity(name)
+    # kiosks recognise the broker by the service CA
+    return Uplink(
+        "127.0.0.1", tls_port, pki.services.cert_path, identity.cert_path, identity.key_path
+    )
+
+
 def kiosk_config(
-    kiosk: Kiosk, pki: Pki, tls_port: int, population: Population, trust: Path
+    kiosk: Kiosk, uplink: Uplink, population: Population, trust: Path, site: str = SITE
 ) -> Path:
-    identity = pki.devices.identity(kiosk.name)
-    ca = pki.services  # kiosks recognise the broker by the service CA
     text = f"""# Written by scripts/demo.py for this run.
 [agent]
 device_id = "{kiosk.name}"
@@ -251,7 +326,7 @@ restart_initial_s = 0.5
 restart_max_s = 5
 
 [lane]
-site = "{SITE}"
+site = "{site}"
 lane = "lane-1"
 direction = "entry"
 
@@ -272,11 +347,11 @@ readers = ["={kiosk.stack.reader_names[0]}"]
 port = "{kiosk.directory / "mrz-reader"}"
 
 [uplink.broker]
-host = "127.0.0.1"
-port = {tls_port}
-ca_file = "{ca.cert_path}"
-cert_file = "{identity.cert_path}"
-key_file = "{identity.key_path}"
+host = "{uplink.host}"
+port = {uplink.port}
+ca_file = "{uplink.ca_file}"
+cert_file = "{uplink.cert_file}"
+key_file = "{uplink.key_file}"
 
 [uplink.delivery]
 ack_timeout_s = 10
@@ -384,7 +459,59 @@ def _has_crossings(target: str) -> bool:
 
 
 class WebError(Exception):
-    """The console web did not come up."""
+    """The console web (or the enrollment endpoint) did not come up."""
+
+
+def enrollment_args(pki: Pki, config: BrokerConfig, port: int, watchlist_keys: Path) -> list[str]:
+    """``devices serve-enrollment``'s options: HTTPS on *port* with the service CA's ``enroll``
+    certificate, kiosks sent to the broker's device listener with the watchlist keys."""
+    server = pki.services.identity("enroll")
+    return [
+        "--device-ca",
+        str(pki.devices.directory),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--tls-cert",
+        str(server.cert_path),
+        "--tls-key",
+        str(server.key_path),
+        "--kiosk-broker",
+        f"127.0.0.1:{config.tls_port}",
+        "--broker-ca",
+        str(pki.services.cert_path),
+        "--watchlist-keys",
+        str(watchlist_keys),
+    ]
+
+
+def write_console_toml(pki: Pki, config: BrokerConfig, enroll_url: str) -> Path:
+    """The web console's ``console.toml``: ``[devices]``, so its pages make tokens whose
+    command fits this machine and revoke kiosks (the device CA, the broker's pid file)."""
+    path = STATE / "web" / "console.toml"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by scripts/demo.py for this run.\n"
+        "[devices]\n"
+        f'ca_dir = "{pki.devices.directory}"\n'
+        f'broker_pid_file = "{config.directory / "mosquitto.pid"}"\n'
+        f'enroll_url = "{enroll_url}"\n'
+        f'kiosk_state_dir = "{NEW_KIOSK}"\n'
+        f'kiosk_ca_file = "{pki.services.cert_path}"\n'
+    )
+    return path
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    """Until 127.0.0.1:*port* accepts connections (or *process* exits, or WEB_START_S pass)."""
+    deadline = time.monotonic() + WEB_START_S
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise WebError(f"{what} did not start ({exc}); see {STATE / 'logs'}") from None
+            time.sleep(0.1)
 
 
 def add_demo_accounts(console_db: ConsoleDatabase) -> None:
@@ -423,6 +550,7 @@ def main() -> int:
     signing_key, key_id = prepare_signing_key()
     prepare_officers()
     shutil.rmtree(STATE / "kiosks", ignore_errors=True)
+    shutil.rmtree(NEW_KIOSK, ignore_errors=True)
     try:
         console_db = prepare_console_database()
     except (StoreError, PostgresError) as exc:
@@ -477,6 +605,21 @@ def main() -> int:
             console_db.env(),
         )
         add_demo_accounts(console_db)
+        enroll_port = int(os.environ.get("DEMO_ENROLL_PORT") or free_port())
+        enroll_url = f"https://127.0.0.1:{enroll_port}"
+        enroll = demo.spawn(
+            "console-enroll",
+            _python(
+                "-m",
+                "console",
+                "devices",
+                "serve-enrollment",
+                *enrollment_args(pki, config, enroll_port, signing_key.parent),
+                *broker_args,  # kiosks are added to the broker's rules as they enroll
+            ),
+            console_db.env(),
+        )
+        write_console_toml(pki, config, enroll_url)
         web_port = int(os.environ.get("DEMO_WEB_PORT") or free_port())
         web_url = f"http://127.0.0.1:{web_port}/"
         web = demo.spawn(
@@ -494,6 +637,7 @@ def main() -> int:
             console_db.env(),
         )
         wait_for_web(web_url, web)
+        wait_for_port(enroll_port, enroll, "the enrollment endpoint")
         demo.spawn(  # after the web console made the instance folder, whose console.toml it reads
             "console-alerts",
             _python(
@@ -531,38 +675,14 @@ def main() -> int:
             )
             return 1
         for name in names:
-            directory = STATE / "kiosks" / name
-            directory.mkdir(parents=True)
-            stack = PcscStack().start()
-            demo.stacks.append(stack)
-            kiosk = Kiosk(name, directory, stack, free_port())
-            path = kiosk_config(kiosk, pki, config.tls_port, population, signing_key.parent)
-            kiosk.agent = demo.spawn(
-                name, _python("-m", "edge", "run", "--config", str(path)), stack.env
-            )
-            demo.kiosks.append(kiosk)
+            uplink = provisioned_uplink(pki, name, config.tls_port)
+            demo.start_kiosk(name, STATE / "kiosks" / name, uplink, population, signing_key.parent)
         wait_for_watchlist(demo.kiosks)
         for number, kiosk in enumerate(demo.kiosks):
-            kiosk.travellers = demo.spawn(
-                f"{kiosk.name}-travellers",
-                _python(
-                    "-m",
-                    "edge",
-                    "sim",
-                    "travellers",
-                    "--population",
-                    str(population.directory),
-                    "--vpcd-port",
-                    str(kiosk.stack.vpcd_port),
-                    "--mrz-link",
-                    str(kiosk.directory / "mrz-reader"),
-                    "--interval",
-                    "1",
-                    "--seed",
-                    str(number + 1),
-                ),
-            )
-        shown = banner(config, broker.pid, pki, console_db, demo.kiosks, seconds, web_url)
+            demo.start_travellers(kiosk, population, number + 1)
+        shown = banner(
+            config, broker.pid, pki, console_db, demo.kiosks, seconds, web_url, enroll_url
+        )
         print(shown, flush=True)
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
@@ -632,6 +752,7 @@ def banner(
     kiosks: list[Kiosk],
     seconds: float | None,
     web_url: str,
+    enroll_url: str,
 ) -> str:
     ca = pki.services
     console = ca.identity("console")
@@ -682,6 +803,19 @@ def banner(
         f"  .venv/bin/borderlane-console command send --device {kiosks[0].name} diagnostics \\",
         f"      --broker 127.0.0.1:{config.service_port} --cafile {ca.cert_path} \\",
         f"      --cert {console.cert_path} --key {console.key_path}",
+        "",
+        f"Enroll a new kiosk (enrollment endpoint {enroll_url}/enroll):",
+        f"  1. a token: {web_url}fleet/enroll as technician (kiosk id {NEW_KIOSK_ID}, post "
+        f"{SITE}), or",
+        f"     {db_env}.venv/bin/borderlane-console devices token {NEW_KIOSK_ID} \\",
+        f"         --post {SITE} --ttl 1h --by technician",
+        "  2. the kiosk enrolls with it (its key is made here and never leaves):",
+        f"     .venv/bin/borderlane-edge enroll --console {enroll_url} --token TOKEN \\",
+        f"         --state-dir {NEW_KIOSK} --ca {ca.cert_path}",
+        "  3. run it beside the others; it shows on the fleet dashboard once it connects:",
+        f"     DEMO_STATE={STATE} .venv/bin/python scripts/demo_kiosk.py {NEW_KIOSK}",
+        f"  4. revoke it from its page, {web_url}fleet/{NEW_KIOSK_ID}, as admin (level 3+):",
+        "     the broker drops it within seconds and refuses it from then on.",
         "",
         ("Stopping by itself after " + format(seconds, "g") + " s; " if seconds else "")
         + "Ctrl-C stops it.",

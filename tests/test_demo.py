@@ -3,6 +3,7 @@ counts what flowed, and stops cleanly leaving no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -125,13 +127,64 @@ def test_demo_db_postgresql_runs_the_console_on_a_private_postgresql(tmp_path):
     assert processes_using(tmp_path / "demo") == []
 
 
-def test_ctrl_c_stops_everything(tmp_path):
+def banner_command(banner: str, pattern: str) -> str:
+    """The command of the banner that *pattern* finds, its continuation lines joined."""
+    joined = re.sub(r"\\\n\s+", "", banner)
+    found = re.search(pattern, joined)
+    assert found, f"no {pattern!r} in the banner: {banner}"
+    return found.group(0)
+
+
+def walk_the_enrollment_steps(banner: str, state: Path) -> None:
+    """What the banner tells a newcomer: a token, borderlane-edge enroll, the kiosk run beside
+    the others; it is then online on the console (what the fleet dashboard shows)."""
+    root = DEMO.parent.parent
+    token_line = banner_command(banner, r"BORDERLANE_CONSOLE_DB=\S+ \S+ devices token .*")
+    made = subprocess.run(
+        ["bash", "-c", token_line], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.split()[0]
+    enroll_line = banner_command(banner, r"\S+borderlane-edge enroll .*").replace("TOKEN", token)
+    enrolled = subprocess.run(
+        ["bash", "-c", enroll_line], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "enrolled kiosk-bz-new at bz-santa-elena" in enrolled.stdout
+    run_line = banner_command(banner, r"DEMO_STATE=\S+ \S+ scripts/demo_kiosk\.py \S+")
+    kiosk = subprocess.Popen(["bash", "-c", run_line], cwd=root, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(state / "console.db", timeout=10)) as db:
+                found = db.execute(
+                    "SELECT state FROM devices WHERE device_id = 'kiosk-bz-new'"
+                ).fetchall()
+            if found == [("online",)]:
+                break
+            assert kiosk.poll() is None, kiosk.communicate()[0]
+            time.sleep(0.5)
+        else:
+            pytest.fail("the enrolled kiosk did not come online on the console")
+    finally:
+        kiosk.send_signal(signal.SIGTERM)
+        out, _ = kiosk.communicate(timeout=60)
+    assert kiosk.returncode == 0, out  # stopped cleanly by SIGTERM, as Ctrl-C would
+
+
+def test_a_newcomer_enrolls_a_kiosk_as_the_banner_says_then_ctrl_c_stops_everything(tmp_path):
     demo = start_demo(tmp_path)
     banner = read_banner(demo)
     match = re.search(r"pid (\d+)", banner)
     if not match:
         pytest.fail(f"no banner; the demo said: {banner}{demo.communicate(timeout=60)[1]}")
-    demo.send_signal(signal.SIGINT)
+    assert re.search(r"enrollment endpoint https://127\.0\.0\.1:\d+/enroll", banner)
+    assert re.search(r"http://127\.0\.0\.1:\d+/fleet/enroll as technician", banner)
+    try:
+        walk_the_enrollment_steps(banner, tmp_path / "demo")
+    finally:
+        demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err
     assert SUMMARY.search(out), out
