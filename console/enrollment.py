@@ -48,7 +48,7 @@ from provisioning.pki import CertificateAuthority, PkiError
 
 from . import audit
 from .access.policy import Principal
-from .store.schema import device_certificates, enrollment_tokens
+from .store.schema import device_certificates, devices, enrollment_tokens
 
 log = logging.getLogger("borderlane.console.enrollment")
 
@@ -400,7 +400,21 @@ def revoke(
             )
             .values(revoked_at=_iso(moment), reason=reason)
         ).rowcount
-    disconnect(device_id)
+        # The fleet shows it out of service at once: its own offline message, still in flight,
+        # is quarantined with everything else it sends (the device is revoked).
+        conn.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(
+                state="offline",
+                offline_reason="revoked",
+                last_offline_at=_iso(moment),
+                state_time=_iso(moment),
+            )
+        )
+    # Recorded before the broker is told: a broker that cannot be reached must not leave a
+    # revocation (already on the CRL) out of the log.
     log.info("revoked %s (%s) by %s", device_id, reason, actor)
     _audit(engine, actor, "device.revoke", None, device_id=device_id, reason=reason)
+    disconnect(device_id)
     return count

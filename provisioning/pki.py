@@ -32,10 +32,13 @@ Private keys are written with mode 0600 and never logged.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,11 +214,15 @@ class CertificateAuthority:
             )
         except FileNotFoundError:
             raise PkiError(f"no certificate issued for {name!r}") from None
-        revoked = self.revoked()
         serial = certificate.serial_number
-        revoked.setdefault(str(serial), {"name": name, "reason": reason, "at": _now().isoformat()})
-        _write_private(self.directory / "revoked.json", json.dumps(revoked, indent=1).encode())
-        self.write_crl(revoked)
+        # Several processes revoke (the enrollment server replacing a device, the web console,
+        # the CLI): one at a time, or one's read-modify-write would lose another's revocation.
+        with _locked(self.directory / "revoked.lock"):
+            revoked = self.revoked()
+            entry = {"name": name, "reason": reason, "at": _now().isoformat()}
+            revoked.setdefault(str(serial), entry)
+            _write_private(self.directory / "revoked.json", json.dumps(revoked, indent=1).encode())
+            self.write_crl(revoked)
         return serial
 
     def write_crl(self, revoked: dict[str, dict[str, str | int]] | None = None) -> Path:
@@ -366,6 +373,17 @@ def current_devices(directory: Path) -> tuple[str, ...]:
         if certificate.serial_number not in revoked:
             devices.append(path.stem)
     return tuple(devices)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on *path* (created 0600) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_private(path: Path, data: bytes) -> None:
