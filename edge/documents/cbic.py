@@ -615,8 +615,8 @@ class IssuerTrustList:
         """From key id -> PEM SubjectPublicKeyInfo (``-----BEGIN PUBLIC KEY-----``)."""
         keys = {}
         for key_id, pem in entries.items():
-            raw = pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
-            try:
+            try:  # a PEM is ASCII: other text is no PEM (UnicodeEncodeError, a ValueError)
+                raw = pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
                 key = serialization.load_pem_public_key(raw)
             except (ValueError, UnsupportedAlgorithm) as exc:
                 raise TrustListError(
@@ -633,6 +633,8 @@ class IssuerTrustList:
                 document = json.loads(document)
             except ValueError as exc:
                 raise TrustListError(f"trust list is not JSON: {exc}") from None
+            except RecursionError:
+                raise TrustListError("trust list is not JSON: nested too deeply") from None
         issuers = document.get("issuers") if isinstance(document, Mapping) else None
         if not isinstance(issuers, list):
             raise TrustListError('a trust list is an object with an "issuers" list')
