@@ -673,6 +673,8 @@ def read_un_xml(stream: IO[bytes], source: str) -> Iterator[ListEvent]:
             f"line {line}, column {column + 1}: not well-formed XML ({problem}); "
             "the rest of the file is not read",
         )
+    except LookupError as exc:  # the XML declaration names an encoding Python does not know
+        yield _un_fatal(source, "bad-xml", f"not readable XML ({exc}); the file is not read")
 
 
 def _un_fatal(source: str, reason: str, problem: str) -> ListEvent:
