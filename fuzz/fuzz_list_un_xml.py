@@ -4,7 +4,7 @@ The property: ``list_un_xml`` in tests/test_fuzz_watchlist.py;
 ``make fuzz`` runs it (fuzz/run.py).
 """
 
-from harness import fuzz
+from atheris_harness import fuzz
 
 if __name__ == "__main__":
     fuzz("watchlist", "list_un_xml")

@@ -7,7 +7,7 @@ Each target runs in its own process under atheris (libFuzzer) for ``FUZZ_SECONDS
 
 A crash (the property failed: the parser raised something other than its own error) stops that
 target; its input is in ``fuzz/.work/crashes/<target>/`` and the log in
-``fuzz/.work/logs/<target>.log``. Turn it into a regression test: add the input as an
+``fuzz/.work/logs/<target>.log`` (ERROR instead of CRASH: the target did not even start). Turn it into a regression test: add the input as an
 ``@example`` of the target's test in ``tests/test_fuzz_<area>.py`` (or a named test), then fix
 the parser. Exit status: 0 when no target crashed, 1 otherwise.
 """
@@ -40,7 +40,7 @@ class Outcome:
     def line(self) -> str:
         runs = f"{self.runs:,}" if self.runs is not None else "?"
         coverage = str(self.coverage) if self.coverage is not None else "?"
-        verdict = "CRASH" if self.crashes or self.status not in (0,) else "ok"
+        verdict = "CRASH" if self.crashes else "ERROR" if self.status else "ok"
         return (
             f"{self.target:<24} {verdict:<6} {self.seconds:6.0f} s {runs:>12} runs "
             f"cov {coverage:>6}  corpus {self.corpus:>5}"
@@ -75,6 +75,7 @@ def run(target: str, seconds: int) -> Outcome:
         "-max_len=16384",
         "-print_final_stats=1",
     ]
+    earlier = set(crashes.iterdir())  # crashes of earlier runs are not this run's
     started = time.monotonic()
     log = logs / f"{target}.log"
     with log.open("wb") as output:
@@ -82,7 +83,7 @@ def run(target: str, seconds: int) -> Outcome:
     text = log.read_text(errors="replace")
     runs = _last_int(r"stat::number_of_executed_units:\s*(\d+)", text)
     coverage = _last_int(r"\bcov: (\d+)", text)
-    found = sorted(p for p in crashes.iterdir() if p.is_file())
+    found = sorted(p for p in set(crashes.iterdir()) - earlier if p.is_file())
     return Outcome(
         target,
         time.monotonic() - started,
@@ -114,9 +115,10 @@ def main() -> int:
     if failed:
         names = ", ".join(o.target for o in failed)
         print(
-            f"fuzz: {len(failed)} target(s) crashed: {names}. Each input is in "
-            "fuzz/.work/crashes/<target>/ and the traceback at the end of its log; add it as an "
-            "@example in tests/test_fuzz_<area>.py, then fix the parser.",
+            f"fuzz: {len(failed)} target(s) failed: {names}. A crash's input is in "
+            "fuzz/.work/crashes/<target>/ and its traceback at the end of the target's log "
+            "(an ERROR without one: the target did not start, see the log); add the input as "
+            "an @example in tests/test_fuzz_<area>.py, then fix the parser.",
             file=sys.stderr,
         )
         return 1

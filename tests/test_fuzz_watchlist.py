@@ -227,6 +227,7 @@ def list_files(draw: st.DrawFn) -> tuple[str, bytes]:
 @example(("csv", b"id,kind\n\x00,\xff\n"))
 @example(("csv", b'id,kind,"zHatus\nnw-1",x\n'))  # make fuzz (list_csv): a header with a line break
 @example(("un-xml", b'<!DOCTYPE x [<!ENTITY a "b">]><CONSOLIDATED_LIST/>'))
+@example(("un-xml", b'<?xml version="1.0" encoding="UTF-9"?><X/>'))  # make fuzz (list_un_xml)
 def test_list_readers_yield_events_and_raise_nothing(file: tuple[str, bytes]) -> None:
     list_property(*file)
 

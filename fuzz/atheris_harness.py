@@ -8,7 +8,9 @@ TOML libraries included, from the seed corpus in ``fuzz/corpus/<target>/``. Anyt
 the property raises is a crash: libFuzzer writes the input to ``fuzz/.work/crashes/<target>/``
 and stops; ``fuzz/run.py`` reports it.
 
-Run one by hand (libFuzzer's flags after the corpus directories)::
+Not named ``harness``: the tests' own ``harness`` package (tests/harness/) must stay importable
+by the test modules the targets come from. Run one by hand (libFuzzer's flags after the corpus
+directories)::
 
     .venv/bin/python fuzz/fuzz_sod.py fuzz/.work/corpus/sod fuzz/corpus/sod -max_total_time=60
     .venv/bin/python fuzz/fuzz_sod.py crash-1234abcd       # run one input again
