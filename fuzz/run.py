@@ -7,9 +7,10 @@ Each target runs in its own process under atheris (libFuzzer) for ``FUZZ_SECONDS
 
 A crash (the property failed: the parser raised something other than its own error) stops that
 target; its input is in ``fuzz/.work/crashes/<target>/`` and the log in
-``fuzz/.work/logs/<target>.log`` (ERROR instead of CRASH: the target did not even start). Turn it into a regression test: add the input as an
-``@example`` of the target's test in ``tests/test_fuzz_<area>.py`` (or a named test), then fix
-the parser. Exit status: 0 when no target crashed, 1 otherwise.
+``fuzz/.work/logs/<target>.log`` (ERROR instead of CRASH: the target did not even start).
+Turn it into a regression test: add the input as an ``@example`` of the target's test in
+``tests/test_fuzz_<area>.py`` (or a named test), then fix the parser. Exit status: 0 when no
+target failed, 1 otherwise.
 """
 
 from __future__ import annotations
