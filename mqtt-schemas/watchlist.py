@@ -487,7 +487,7 @@ def read_list_records(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
     """
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     if fmt == "csv":
-        reader = csv.DictReader(text)
+        reader = csv.DictReader(text, restval="")  # a short row: absent columns are empty
         try:
             unknown = [c for c in reader.fieldnames or () if c not in LIST_CSV_COLUMNS]
             if unknown:
