@@ -673,7 +673,9 @@ def read_un_xml(stream: IO[bytes], source: str) -> Iterator[ListEvent]:
             f"line {line}, column {column + 1}: not well-formed XML ({problem}); "
             "the rest of the file is not read",
         )
-    except LookupError as exc:  # the XML declaration names an encoding Python does not know
+    except (LookupError, ValueError) as exc:  # the XML declaration names an encoding Python
+        # does not know (LookupError) or one expat cannot read ("multi-byte encodings are not
+        # supported")
         yield _un_fatal(source, "bad-xml", f"not readable XML ({exc}); the file is not read")
 
 
