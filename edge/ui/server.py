@@ -311,7 +311,10 @@ class KioskPages:
 
     async def _checked_form(self, request: web.Request, session: OfficerSession) -> dict[str, str]:
         form = {k: str(v) for k, v in (await request.post()).items()}
-        if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
+        # Bytes, not text: compare_digest refuses a str holding anything but ASCII (a TypeError,
+        # so a 500) and a hostile form may send any character.
+        sent = form.get("csrf", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, session.csrf.encode("ascii")):
             raise web.HTTPForbidden(text="stale form: reload the page and try again")
         return form
 
