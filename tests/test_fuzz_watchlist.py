@@ -228,6 +228,8 @@ def list_files(draw: st.DrawFn) -> tuple[str, bytes]:
 @example(("csv", b'id,kind,"zHatus\nnw-1",x\n'))  # make fuzz (list_csv): a header with a line break
 @example(("un-xml", b'<!DOCTYPE x [<!ENTITY a "b">]><CONSOLIDATED_LIST/>'))
 @example(("un-xml", b'<?xml version="1.0" encoding="UTF-9"?><X/>'))  # make fuzz (list_un_xml)
+@example(("un-xml", b'<?xml version="1.0" encoding="UTF-7"?><X/>'))  # make fuzz (list_un_xml)
+@example(("csv", b"id,kind,nationality\nnw-1,person\n"))  # make fuzz (list_csv): a short row
 def test_list_readers_yield_events_and_raise_nothing(file: tuple[str, bytes]) -> None:
     list_property(*file)
 
