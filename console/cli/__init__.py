@@ -31,7 +31,7 @@ def cli() -> None:
       borderlane-console contract topics
       borderlane-console contract validate crossing record.json
       borderlane-console contract validate health < heartbeats.jsonl
-      borderlane-console ingest --db console.db --broker broker:8883 \\
+      borderlane-console ingest --db console.db --broker broker:8884 \\
           --cafile ca.crt --cert console.crt --key console.key
       borderlane-console export crossings --db console.db --format csv --out crossings.csv
       borderlane-console db upgrade --db console.db

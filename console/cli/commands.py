@@ -70,7 +70,7 @@ def command() -> None:
     \b
     Examples:
       borderlane-console command send --device kiosk-bz-01 ping \\
-          --broker broker:8883 --cafile ca.crt --cert console.crt --key console.key
+          --broker broker:8884 --cafile ca.crt --cert console.crt --key console.key
       borderlane-console command send --device kiosk-bz-01 watchlist-resync --expires 10m ...
     """
 
@@ -118,7 +118,7 @@ def send(
     \b
     Examples:
       borderlane-console command send --device kiosk-bz-01 ping \\
-          --broker broker:8883 --cafile ca.crt --cert console.crt --key console.key
+          --broker broker:8884 --cafile ca.crt --cert console.crt --key console.key
       borderlane-console command send --device kiosk-bz-01 diagnostics \\
           --arg 'sections=["outbox","readers"]' --arg log_lines=200 --wait 30 ...
       borderlane-console command send --device kiosk-bz-01 agent-restart --expires 5m ...

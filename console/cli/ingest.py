@@ -46,6 +46,14 @@ from .options import (
     "each see a share of the traffic: a longer delay keeps their batches (and the acks per "
     "commit) large, at that much more ack latency.",
 )
+@click.option(
+    "--keepalive",
+    default=60,
+    show_default=True,
+    type=click.IntRange(5, 3600),
+    metavar="SECONDS",
+    help="MQTT keepalive: a link cut without a word is noticed within about twice this.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every commit and MQTT traffic.")
 @one_line_errors(ingest.IngestError, StoreError)
 def ingest_command(
@@ -56,6 +64,7 @@ def ingest_command(
     client_id: str | None,
     session_expiry: int,
     batch_delay: int,
+    keepalive: int,
     verbose: bool,
 ) -> None:
     """Store what kiosks publish (crossings, hits, decisions, availability, health, command
@@ -67,9 +76,9 @@ def ingest_command(
 
     \b
     Examples:
-      borderlane-console ingest --db console.db --broker broker.example:8883 \\
+      borderlane-console ingest --db console.db --broker broker.example:8884 \\
           --cafile ca.crt --cert console.crt --key console.key
-      borderlane-console ingest --db console.db --broker 10.0.0.5:8883 --group ingest \\
+      borderlane-console ingest --db console.db --broker 10.0.0.5:8884 --group ingest \\
           --client-id console-ingest-2 --cafile ca.crt --cert console.crt --key console.key
     """
     configure_logging(verbose)
@@ -81,5 +90,6 @@ def ingest_command(
         client_id=client_id,
         session_expiry=session_expiry,
         max_delay=batch_delay / 1000,
+        keepalive=keepalive,
     )
     run_until_stopped(ingest.IngestWorker(config).run)

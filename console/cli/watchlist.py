@@ -110,11 +110,11 @@ def watchlist() -> None:
       borderlane-console watchlist sign --key keys/wl-2026a.key.pem --key-id wl-2026a \\
           --from-version 1 changes.jsonl > delta-1-2.jsonl
       borderlane-console watchlist publish --db console.db --signing-key wl.key.pem \\
-          --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
+          --key-id wl-2026a --broker broker:8884 --cafile ca.crt --cert console.crt \\
           --key console.key lists/national.jsonl
       borderlane-console watchlist status --db console.db
       borderlane-console watchlist serve --db console.db --signing-key wl.key.pem \\
-          --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
+          --key-id wl-2026a --broker broker:8884 --cafile ca.crt --cert console.crt \\
           --key console.key
     """
 
@@ -155,7 +155,7 @@ def publish_command(
     \b
     Example:
       borderlane-console watchlist publish --db console.db --signing-key wl.key.pem \\
-          --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
+          --key-id wl-2026a --broker broker:8884 --cafile ca.crt --cert console.crt \\
           --key console.key lists/national.jsonl
     """
     with list_file.open("rb") as handle:
@@ -247,7 +247,7 @@ def serve_command(
     \b
     Example:
       borderlane-console watchlist serve --db console.db --signing-key wl.key.pem \\
-          --key-id wl-2026a --broker broker:8883 --cafile ca.crt --cert console.crt \\
+          --key-id wl-2026a --broker broker:8884 --cafile ca.crt --cert console.crt \\
           --key console.key &
     """
     configure_logging(verbose)

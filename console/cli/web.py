@@ -77,7 +77,7 @@ def web_command(
       borderlane-console web --db console.db --instance /var/lib/borderlane/web
       borderlane-console web --db postgresql://console@db.example/console \\
           --instance /var/lib/borderlane/web --bind 127.0.0.1:8080 --https --proxies 1
-      borderlane-console web --db console.db --instance web --broker mqtt:8883 \\
+      borderlane-console web --db console.db --instance web --broker mqtt:8884 \\
           --cafile ca.crt --cert console.crt --key console.key   # commands from device pages
 
     Without the broker options the device pages show the commands as unavailable.
