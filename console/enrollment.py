@@ -126,12 +126,15 @@ def _audit(engine: Engine, actor: str, action: str, address: str | None, **query
     )
 
 
-def _active_certificates(conn: Any, device_id: str) -> list[str]:
+def _active_certificates(conn: Any, device_id: str, now: dt.datetime | None = None) -> list[str]:
+    """Serials of *device_id*'s certificates still valid (unrevoked, unexpired): a kiosk whose
+    certificate ran out while it was offline enrolls again without ``replace``."""
     return list(
         conn.execute(
             select(device_certificates.c.serial).where(
                 device_certificates.c.device_id == device_id,
                 device_certificates.c.revoked_at.is_(None),
+                device_certificates.c.not_after > _iso(now or _now()),
             )
         ).scalars()
     )
@@ -164,7 +167,7 @@ def create_token(
     # The device id travels in the token (device ids hold no ':'), so the kiosk needs only it.
     token = f"{device_id}:{secrets.token_urlsafe(24)}"
     with engine.begin() as conn:
-        if _active_certificates(conn, device_id) and not replace:
+        if _active_certificates(conn, device_id, moment) and not replace:
             raise EnrollmentError(
                 "token", f"{device_id} is enrolled already; a token to replace it needs --replace"
             )
@@ -259,7 +262,7 @@ def enroll(
                 raise EnrollmentError(
                     "clock", f"the kiosk's clock is {skew:.0f} s off the console's: set it, retry"
                 )
-            existing = _active_certificates(conn, device)
+            existing = _active_certificates(conn, device, moment)
             if existing and not row.replaces:
                 raise EnrollmentError("replace", f"{device} is enrolled already")
         try:

@@ -23,15 +23,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy import text
 
 from console.cli import cli as console_cli
 from console.enroll_server import EnrollServer
 from console.enrollment import EnrollmentError, EnrollmentSettings, create_token, enroll, revoke
 from console.store import open_database
 from edge.agent.certificates import CertificateKeeper, RenewalSettings
+from edge.uplink import Outbox, StaticClock
 from edge.uplink.enroll import EnrollError, check_with_broker, promote, renew
 from edge.uplink.enroll import enroll as kiosk_enroll
 from harness.console import crossing, rows, running_worker, wait_for_rows
+from harness.uplink import crossing_body
 from mqtt_schemas import topics
 from provisioning.broker import drop_device
 
@@ -351,3 +354,23 @@ def test_the_agent_renews_at_two_thirds_of_the_lifetime_and_its_health_warns_bef
     keeper.last_error = "connect: the console is unreachable"
     entry = keeper.component()
     assert entry["state"] == "degraded" and "renewal failing" in entry["detail"]
+
+
+def test_a_kiosk_whose_certificate_ran_out_offline_enrolls_again_and_keeps_what_it_recorded(
+    broker, endpoint, engine, tmp_path
+):
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-14", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+    with Outbox(state / "kiosk.db", "kiosk-enr-14", StaticClock()) as outbox:
+        outbox.enqueue("crossings", crossing_body())  # recorded while offline
+    first = (state / "kiosk.crt").read_bytes()
+    with engine.begin() as conn:  # weeks later: the certificate has run out
+        conn.execute(text("UPDATE device_certificates SET not_after = '2026-01-01T00:00:00.000Z' "
+                          "WHERE device_id = 'kiosk-enr-14'"))  # fmt: skip
+    again = create_token(engine, "kiosk-enr-14", POST, ttl_s=3600, created_by="ada")  # no replace
+    kiosk_enroll(url(server), again, state, ca_file=broker.ca.cert_path)
+    assert (state / "kiosk.crt").read_bytes() != first
+    with Outbox(state / "kiosk.db", "kiosk-enr-14", StaticClock()) as outbox:
+        assert outbox.stats().depth == 1  # nothing it recorded is lost
