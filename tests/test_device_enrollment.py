@@ -30,7 +30,7 @@ from console.enroll_server import EnrollServer
 from console.enrollment import EnrollmentError, EnrollmentSettings, create_token, enroll, revoke
 from console.store import open_database
 from edge.agent.certificates import CertificateKeeper, RenewalSettings
-from edge.uplink import Outbox, StaticClock
+from edge.uplink import Outbox, StaticClock, Uplink, UplinkConfig
 from edge.uplink.enroll import EnrollError, check_with_broker, promote, renew
 from edge.uplink.enroll import enroll as kiosk_enroll
 from harness.console import crossing, rows, running_worker, wait_for_rows
@@ -374,3 +374,52 @@ def test_a_kiosk_whose_certificate_ran_out_offline_enrolls_again_and_keeps_what_
     assert (state / "kiosk.crt").read_bytes() != first
     with Outbox(state / "kiosk.db", "kiosk-enr-14", StaticClock()) as outbox:
         assert outbox.stats().depth == 1  # nothing it recorded is lost
+
+
+@pytest.mark.asyncio
+async def test_a_renewal_under_traffic_loses_no_record(
+    broker, endpoint, engine, console_db, tmp_path
+):
+    """The kiosk records and sends throughout; its certificate is renewed and put in place, the
+    broker drops its session (as any reconnect would), and the uplink comes back with the new
+    certificate: every record stored once."""
+    server, _ = endpoint
+    token = create_token(engine, "kiosk-enr-15", POST, ttl_s=3600, created_by="ada")
+    state = tmp_path / "etc"
+    facts = kiosk_enroll(url(server), token, state, ca_file=broker.ca.cert_path)
+    config = UplinkConfig.from_dict({
+        "device_id": "kiosk-enr-15", "agent_version": "0.1.0+test",
+        "broker": {"host": facts.broker_host, "port": facts.broker_port,
+                   "ca_file": str(state / "ca.crt"), "cert_file": str(state / "kiosk.crt"),
+                   "key_file": str(state / "kiosk.key"), "keepalive_s": 5,
+                   "connect_timeout_s": 3},
+        "backoff": {"initial_s": 0.05, "max_s": 0.4},
+    })  # fmt: skip
+    keeper = CertificateKeeper(
+        state / "kiosk.crt",
+        state / "kiosk.key",
+        (broker.host, broker.tls_port, state / "ca.crt"),
+        RenewalSettings(url=url(server), ca_file=broker.ca.cert_path),
+    )
+    old = (state / "kiosk.crt").read_bytes()
+    clock = StaticClock()
+    with Outbox(state / "kiosk.db", "kiosk-enr-15", clock) as outbox:
+        async with running_worker(broker, console_db), Uplink(config, outbox, clock) as uplink:
+            runner = asyncio.create_task(uplink.run())
+            await uplink.wait_connected(10)
+            for number in range(40):
+                outbox.enqueue("crossings", crossing_body(number))
+                if number == 15:
+                    await asyncio.to_thread(keeper.renew_now)
+                    with broker.access_rules() as rules:  # kicks the session; rules kept
+                        rules.add_device("kiosk-enr-15")
+                await asyncio.sleep(0.05)
+            async with asyncio.timeout(20):
+                while outbox.stats().depth:
+                    await asyncio.sleep(0.1)
+            assert uplink.status().session >= 2  # it came back after the renewal
+            await uplink.stop()
+            await runner
+    assert (state / "kiosk.crt").read_bytes() != old
+    found = rows(console_db, "SELECT id FROM crossings WHERE device_id = ?", "kiosk-enr-15")
+    assert len(found) == 40 == len({row["id"] for row in found})
