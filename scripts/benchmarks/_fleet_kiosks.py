@@ -118,6 +118,7 @@ class Kiosk:
     key: str
     settings: dict[str, Any]
     connects: list[float] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
     failed_attempts: int = 0
     heartbeats_sent: int = 0
     duplicate_acks: int = 0
@@ -147,6 +148,7 @@ class Kiosk:
                 self.name, self.on_message,
             )  # fmt: skip
             connected = False
+            self.attempts.append(time.time())
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     await client.__aenter__()
@@ -265,6 +267,7 @@ class Kiosk:
         return {
             "name": self.name,
             "connects": self.connects,
+            "attempts": self.attempts,
             "failed_attempts": self.failed_attempts,
             "heartbeats": self.heartbeats_sent,
             "duplicate_acks": self.duplicate_acks,

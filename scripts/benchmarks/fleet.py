@@ -114,6 +114,23 @@ def cached_pki(directory: Path, count: int) -> tuple[Pki, Identity, list[Identit
     return pki, console, kiosks
 
 
+class IngestWorker(Worker):
+    """:class:`ingest.Worker` that also notes when each of its connections was made."""
+
+    def __init__(self, command: list[str], db: str) -> None:
+        self.connected_at: list[float] = []
+        super().__init__(command, db)
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if "connected to" in line:
+                self.connected_at.append(time.time())
+                self.connected.set()
+        self.connected.set()
+
+
 def _memory_kib(pid: int | None, field: str) -> int:
     """``VmRSS`` or ``VmHWM`` (peak RSS) of *pid* from /proc, in KiB (0 if gone)."""
     if pid is None:
@@ -206,11 +223,11 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         broker = Mosquitto(config)
         broker.start(timeout=30)
         stack.callback(broker.stop)
-        workers: list[Worker] = []
+        workers: list[IngestWorker] = []
         stack.callback(lambda: [w.stop() for w in workers])
         for n in range(1, plan.workers + 1):
             workers.append(
-                Worker(
+                IngestWorker(
                     [
                         str(CONSOLE), "ingest",
                         "--broker", f"127.0.0.1:{config.service_port}",
@@ -259,6 +276,7 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         cpu_ready = sum(map(_cpu_seconds, worker_pids))
         time.sleep(plan.steady_s)
         cpu_kill = sum(map(_cpu_seconds, worker_pids))
+        kiosks_cpu_kill = sum(_cpu_seconds(p.process.pid) for p in processes)
         killed = time.time()
         if plan.restart == "kill":
             broker.kill()
@@ -272,6 +290,8 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         all_back = _wait(
             lambda: connected() == plan.kiosks, 300, "all kiosks reconnected", processes
         )
+        broker_cpu_storm = _cpu_seconds(broker.pid)  # the new broker's, since its start
+        kiosks_cpu_storm = sum(_cpu_seconds(p.process.pid) for p in processes) - kiosks_cpu_kill
         time.sleep(plan.after_s)
         stopped = time.time()
         for process in processes:
@@ -304,6 +324,9 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         "cpu_total_s": cpu_end,
         "worker_peak_mib": worker_peak_kib / 1024,
         "broker_peak_mib": broker_peak_kib / 1024,
+        "broker_cpu_storm_s": broker_cpu_storm,
+        "kiosks_cpu_storm_s": kiosks_cpu_storm,
+        "console_back": max(min(t for t in w.connected_at if t > killed) for w in workers),
         "rows": rows,
         "distinct": distinct,
         "ids": ids,
@@ -333,6 +356,10 @@ def _figures(plan: Plan, m: dict[str, Any]) -> list[Figure]:
     per_100ms = Counter(int(10 * (t - killed)) for t in back)
     peak_s, peak = per_second.most_common(1)[0]
     failed = sum(k["failed_attempts"] for k in kiosks)
+    # Each kiosk's first attempt after the kill: where the back-off's jitter put it.
+    tried = sorted(
+        min((t for t in k["attempts"] if t > killed), default=killed) - killed for k in kiosks
+    )
 
     records = [r for k in kiosks for r in k["records"]]  # [id, created, first_sent, acked, sends]
     published = {r[0] for r in records if r[2]}
@@ -358,8 +385,11 @@ def _figures(plan: Plan, m: dict[str, Any]) -> list[Figure]:
         at_least("kiosks connected again after the broker restart", len(back), "kiosks",
                  plan.kiosks, f"{shape}; {load}"),
         Figure("all kiosks connected again, from the kill", all_back_s, "s",
-               note=f"broker listening again {back_up - killed:.2f} s after the kill; "
-                    f"{failed} refused or failed attempts in all"),
+               note=f"broker listening again {back_up - killed:.2f} s after the kill; first "
+                    f"attempts {tried[0]:.2f}-{tried[-1]:.2f} s after it; {failed} refused or "
+                    f"failed attempts in all; CPU until all back: broker "
+                    f"{m['broker_cpu_storm_s']:.1f} s, kiosk processes "
+                    f"{m['kiosks_cpu_storm_s']:.1f} s"),
         Figure("peak reconnections per second", peak, "connections/s",
                note=f"in second {peak_s} after the kill; busiest 100 ms: "
                     f"{per_100ms.most_common(1)[0][1]}; mean over the storm "
@@ -369,7 +399,8 @@ def _figures(plan: Plan, m: dict[str, Any]) -> list[Figure]:
         Figure("ack latency p99, steady", 1000 * _percentile(steady, 0.99), "ms"),
         Figure("backlog drained, from the broker's return", max(drain_s, 0.001), "s",
                note=f"{len(backlog)} crossings made before all kiosks were back and acked after "
-                    f"the kill; {resent} publishes were resends"),
+                    f"the kill; {resent} publishes were resends; the ingest workers were "
+                    f"subscribed again {m['console_back'] - killed:.1f} s after the kill"),
         Figure("console ingest CPU, steady", 100 * m["cpu_steady_cores"], "% of a core",
                note=f"{m['cpu_steady_s']:.1f} CPU s in {m['killed'] - m['ready']:.0f} s; "
                     f"{m['cpu_after_kill_s']:.1f} CPU s from the kill to the end, "
