@@ -426,6 +426,7 @@ def test_sod_with_one_node_changed(instructions: bytes) -> None:
 @given(st.binary(min_size=3, max_size=40))
 @example(b"\x00\x28\x01")  # issue 14: the public key BIT STRING emptied
 @example(b"\x00\x37\x01")  # issue 14: the signature BIT STRING emptied
+@example(bytes.fromhex("fff6ffffa3a3a3a3a3a3a3a3a3a3a3"))  # make fuzz: tbs not re-encodable
 def test_certificate_with_one_node_changed(instructions: bytes) -> None:
     certificate_structure_property(instructions)
 
@@ -449,6 +450,7 @@ def test_crl_with_one_node_changed(instructions: bytes) -> None:
 
 @FAST
 @given(st.binary(min_size=3, max_size=40))
+@example(bytes.fromhex("00ffffff0a00e1ffffff"))  # make fuzz: a line break in the signer's name
 def test_master_list_with_one_node_changed(instructions: bytes) -> None:
     master_list_property(instructions)
 
