@@ -906,6 +906,8 @@ def _ftm_person(entity: dict[str, Any], where: str) -> tuple[list[ListEvent], _H
     notes: list[str] = []
     entry_id = _entry_id("os:", entity["id"], FtMListError, where)
     datasets = entity.get("datasets") or []
+    if not isinstance(datasets, list):  # true, 7: a TypeError below (make fuzz, list_ftm)
+        raise FtMListError("bad-record", where, "datasets: a list expected")
     names_of = {d if NAME.fullmatch(d) else _slug(d) for d in datasets if isinstance(d, str)}
     names_of.discard("")
     list_name = names_of.pop() if len(names_of) == 1 else "opensanctions"
