@@ -224,6 +224,7 @@ def list_files(draw: st.DrawFn) -> tuple[str, bytes]:
 @given(list_files())
 @example(("jsonl", b'{"id":"x","kind":"person","names":' + b"[" * 100_000))
 @example(("ftm", b'{"id":"x","schema":"Person","properties":' + b"[" * 5000))
+@example(("ftm", b'{"id":"p1","schema":"Person","properties":{"name":["A"]},"datasets":true}'))
 @example(("csv", b"id,kind\n\x00,\xff\n"))
 @example(("csv", b'id,kind,"zHatus\nnw-1",x\n'))  # make fuzz (list_csv): a header with a line break
 @example(("un-xml", b'<!DOCTYPE x [<!ENTITY a "b">]><CONSOLIDATED_LIST/>'))
