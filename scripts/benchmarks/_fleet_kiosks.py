@@ -76,8 +76,9 @@ def raise_fd_limit() -> int:
 
 
 class KioskClient(LeanPublisher):
-    """:class:`LeanPublisher` with QoS 0 publishes (heartbeats) and an explicit close that
-    sends nothing (the connection may be gone)."""
+    """:class:`LeanPublisher` with QoS 0 publishes (heartbeats), an explicit close that sends
+    nothing (the connection may be gone), and reuse: one client (so one TLS context, its
+    certificate and key loaded once, as a kiosk's agent does) serves every connection."""
 
     def publish_qos0(self, topic: bytes, payload: bytes) -> None:
         assert self._writer is not None
@@ -90,14 +91,17 @@ class KioskClient(LeanPublisher):
         return self._reading
 
     async def close(self) -> None:
-        if self._reading is not None:
-            self._reading.cancel()
-            await asyncio.gather(self._reading, return_exceptions=True)
-        if self._writer is not None:
-            self._writer.close()
+        """Drop this connection (without a DISCONNECT); the client may connect again."""
+        reading, writer = self._reading, self._writer
+        self._reading = self._writer = self._reader = None
+        if reading is not None:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+        if writer is not None:
+            writer.close()
             with contextlib.suppress(*DISCONNECTED):
                 async with asyncio.timeout(2):
-                    await self._writer.wait_closed()
+                    await writer.wait_closed()
 
 
 @dataclass
@@ -140,13 +144,13 @@ class Kiosk:
     async def life(self, start_after: float) -> None:
         """Connect, serve until the connection drops, wait the uplink's back-off, again."""
         s = self.settings
+        client = KioskClient(
+            s["host"], s["port"], Path(s["ca"]), Path(self.cert), Path(self.key),
+            self.name, self.on_message,
+        )  # fmt: skip
         await asyncio.sleep(start_after)
         failures = 0
         while True:
-            client = KioskClient(
-                s["host"], s["port"], Path(s["ca"]), Path(self.cert), Path(self.key),
-                self.name, self.on_message,
-            )  # fmt: skip
             connected = False
             self.attempts.append(time.time())
             try:

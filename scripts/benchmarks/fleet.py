@@ -34,6 +34,7 @@ seconds on either side of the restart. ``BENCH_FLEET_KIOSKS``, ``BENCH_FLEET_PRO
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -95,7 +96,15 @@ def kiosk_names(count: int) -> list[str]:
 
 def cached_pki(directory: Path, count: int) -> tuple[Pki, Identity, list[Identity]]:
     """The benchmark's CA, broker and console identities and *count* kiosk certificates, made
-    once in *directory* and reused (1,000 EC keys take a while to make)."""
+    once in *directory* and reused (1,000 EC keys take a while to make). Runs at the same time
+    (someone's ``make test`` runs the quick mode) take turns."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / "pki.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_pki(directory, count)
+
+
+def _cached_pki(directory: Path, count: int) -> tuple[Pki, Identity, list[Identity]]:
     pki = Pki.open_or_create(directory, "Fleet Bench")
     try:
         pki.services.identity("broker")
@@ -306,6 +315,8 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         load_after = os.getloadavg()
         for worker in workers:
             worker.stop()
+        if plan.kiosks > 20:  # not quick runs, which other people's tests make at any time
+            _keep_logs(broker, workers)
         summaries = [w.summary() for w in workers]
     results = [k for n in range(plan.processes) for k in _load(root / f"kiosks-{n}.json")]
     rows, distinct, ids = target.stored_ids()
@@ -334,6 +345,15 @@ def _measure(plan: Plan, root: Path) -> dict[str, Any]:
         "quarantined": sum(s[2] for s in summaries),
         "load": (load_before[0], load_after[0]),
     }
+
+
+def _keep_logs(broker: Mosquitto, workers: list[IngestWorker]) -> None:
+    """The broker's and the workers' logs of the last run, in ``.bench/fleet/last-run/``."""
+    kept = CACHE / "last-run"
+    kept.mkdir(parents=True, exist_ok=True)
+    (kept / "mosquitto.log").write_text(broker.log())
+    for number, worker in enumerate(workers, 1):
+        (kept / f"ingest-{number}.log").write_text(worker.log)
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
