@@ -91,9 +91,10 @@ class KioskClient(LeanPublisher):
         return self._reading
 
     async def close(self) -> None:
-        """Drop this connection (without a DISCONNECT); the client may connect again."""
+        """Drop this connection (without a DISCONNECT); the client may connect again. A
+        publish still waiting for a slot of this connection writes to the closed one: lost,
+        as on a real kiosk, and resent from the outbox."""
         reading, writer = self._reading, self._writer
-        self._reading = self._writer = self._reader = None
         if reading is not None:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
