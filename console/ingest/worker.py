@@ -263,7 +263,16 @@ class _Session:
             try:
                 await committer  # commits what was received, then returns
             finally:
-                if self.ack_tasks:
+                lost = not receiver.cancelled() and receiver.exception() is not None
+                if self.ack_tasks and lost:
+                    # The connection is gone: its acks can only time out (10 s before the
+                    # worker reconnects, found by the fleet benchmark); the kiosks resend
+                    # what stays unacked and are acked then.
+                    self.worker.stats.acks_failed += len(self.ack_tasks)
+                    for task in self.ack_tasks:
+                        task.cancel()
+                    await asyncio.gather(*self.ack_tasks, return_exceptions=True)
+                elif self.ack_tasks:
                     await asyncio.wait(self.ack_tasks, timeout=self.mqtt.timeout)
         if not receiver.cancelled() and receiver.exception() is not None:
             raise receiver.exception()  # the connection dropped: reconnect
