@@ -140,6 +140,21 @@ def _active_certificates(conn: Any, device_id: str, now: dt.datetime | None = No
     )
 
 
+def _record_certificate(
+    conn: Any, certificate: x509.Certificate, device: str, post: str | None, moment: dt.datetime
+) -> None:
+    """Keep what the device CA issued, so that renewal and revocation can find it."""
+    conn.execute(
+        insert(device_certificates).values(
+            serial=format(certificate.serial_number, "x"),
+            device_id=device,
+            post=post,
+            issued_at=_iso(moment),
+            not_after=_iso(certificate.not_valid_after_utc),
+        )
+    )
+
+
 def create_token(
     engine: Engine,
     device_id: str,
@@ -283,15 +298,7 @@ def enroll(
             ).rowcount
             if spent != 1:  # another request spent it meanwhile
                 raise EnrollmentError("token", "this token was used already")
-            conn.execute(
-                insert(device_certificates).values(
-                    serial=format(certificate.serial_number, "x"),
-                    device_id=device,
-                    post=row.post,
-                    issued_at=_iso(moment),
-                    not_after=_iso(certificate.not_valid_after_utc),
-                )
-            )
+            _record_certificate(conn, certificate, device, row.post, moment)
     except EnrollmentError as exc:
         log.warning("enrollment of %s refused at %s: %s", device, exc.step, exc.reason)
         _audit(engine, f"kiosk:{device}", "device.enroll", address, step=exc.step, ok=False)
@@ -352,15 +359,7 @@ def renew(
                 raise EnrollmentError("certificate", f"revoked at {row.revoked_at}")
         certificate = settings.device_ca.sign_request(csr, device, settings.certificate_days)
         with engine.begin() as conn:
-            conn.execute(
-                insert(device_certificates).values(
-                    serial=format(certificate.serial_number, "x"),
-                    device_id=device,
-                    post=row.post,
-                    issued_at=_iso(moment),
-                    not_after=_iso(certificate.not_valid_after_utc),
-                )
-            )
+            _record_certificate(conn, certificate, device, row.post, moment)
     except EnrollmentError as exc:
         log.warning("renewal of %s refused at %s: %s", device, exc.step, exc.reason)
         _audit(engine, f"kiosk:{device}", "device.renew", address, step=exc.step, ok=False)

@@ -12,6 +12,7 @@ import contextlib
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -77,6 +78,25 @@ def _device_ca(directory: Path) -> CertificateAuthority:
         return CertificateAuthority.load(directory)
     except PkiError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _disconnector(endpoint: Endpoint, broker_pid_file: Path) -> Callable[[str], None]:
+    """What a revocation calls once the CRL is written: the broker re-reads it, and the
+    kiosk is removed from its rules (which disconnects it)."""
+
+    def disconnect(device: str) -> None:
+        with _rules(endpoint) as rules:
+            drop_device(device, reload=lambda: reload_broker(broker_pid_file), rules=rules)
+
+    return disconnect
+
+
+BROKER_PID_FILE = click.option(
+    "--broker-pid-file",
+    type=FILE,
+    required=True,
+    help="The broker's pid file: it re-reads the CRL on SIGHUP (nobody else is disconnected).",
+)
 
 
 @click.group("devices")
@@ -221,12 +241,7 @@ def serve_command(
 @click.option("--by", "actor", required=True, help="Who revokes (for the audit log).")
 @db_option("must exist")
 @DEVICE_CA
-@click.option(
-    "--broker-pid-file",
-    type=FILE,
-    required=True,
-    help="The broker's pid file: it re-reads the CRL on SIGHUP (nobody else is disconnected).",
-)
+@BROKER_PID_FILE
 @broker_options(node_id_use="unused", node_id_suffix="-devices")
 @one_line_errors(EnrollmentError, StoreError, BrokerError)
 def revoke_command(
@@ -249,9 +264,7 @@ def revoke_command(
           --broker 127.0.0.1:8884 --cafile pki/services/ca.crt --cert console.crt --key console.key
     """
 
-    def disconnect(device: str) -> None:
-        with _rules(endpoint) as rules:
-            drop_device(device, reload=lambda: reload_broker(broker_pid_file), rules=rules)
+    disconnect = _disconnector(endpoint, broker_pid_file)
 
     count = revoke(
         existing_database(db),
@@ -277,12 +290,7 @@ def revoke_command(
 )
 @db_option("must exist: ingest stores the kiosk's last message there")
 @DEVICE_CA
-@click.option(
-    "--broker-pid-file",
-    type=FILE,
-    required=True,
-    help="The broker's pid file: it re-reads the CRL on SIGHUP.",
-)
+@BROKER_PID_FILE
 @broker_options(node_id_use="stamped on the command", node_id_suffix="-devices")
 @one_line_errors(EnrollmentError, StoreError, BrokerError)
 def decommission_command(
@@ -325,9 +333,7 @@ def decommission_command(
             erased = reason == "decommissioned"
             time.sleep(0.5)
 
-    def disconnect(device: str) -> None:
-        with _rules(endpoint) as rules:
-            drop_device(device, reload=lambda: reload_broker(broker_pid_file), rules=rules)
+    disconnect = _disconnector(endpoint, broker_pid_file)
 
     revoke(engine, _device_ca(device_ca), device_id, "decommissioned", actor=actor,
            disconnect=disconnect)  # fmt: skip
