@@ -92,9 +92,10 @@ def client(
     when given (aiomqtt's ``queue_type``), so a consumer can take everything already received
     at once instead of paying ``client.messages``' task per message.
 
-    *keepalive* (seconds) bounds how long a silent connection (a cut link: no RST, no FIN)
-    goes unnoticed: paho sends a PINGREQ after *keepalive* without traffic and gives up
-    *keepalive* later without a PINGRESP, and the broker drops us after 1.5 x *keepalive*.
+    *keepalive* (seconds) is declared to the broker, which drops us after 1.5 x *keepalive* of
+    silence; paho on its own notices a silent connection (a cut link: no RST, no FIN) within
+    about twice it, unless the caller makes it ping sooner once connected
+    (:mod:`mqtt_schemas.liveness`, as the ingest worker does).
     """
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = session_expiry

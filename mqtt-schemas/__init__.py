@@ -15,6 +15,7 @@ Beside them, the Python forms of the contract's rules, so neither side writes it
 * :mod:`~mqtt_schemas.envelope`: record ids (UUIDv7), UTC timestamps and the clock-sync state;
 * :mod:`~mqtt_schemas.identifiers`: the id and name patterns (device ids, site and lane names);
 * :mod:`~mqtt_schemas.health`: one component's entry in a heartbeat;
+* :mod:`~mqtt_schemas.liveness`: how both sides notice a silent broker, and a console away;
 * :mod:`~mqtt_schemas.topics`: the channel table, including which channels carry records;
 * :mod:`~mqtt_schemas.watchlist`: canonical encoding, chunking and signing of watchlist deltas.
 """

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import mqtt_schemas
-from mqtt_schemas import envelope, health
+from mqtt_schemas import envelope, health, liveness
 from mqtt_schemas.envelope import (
     ENVELOPE_FIELDS,
     MAX_CLAMP_MS,
@@ -56,7 +56,7 @@ def ack_with(**fields: object) -> dict[str, Any]:
 
 
 def test_the_docstring_examples_hold():
-    for module in (envelope, health):
+    for module in (envelope, health, liveness):
         assert doctest.testmod(module).failed == 0
 
 

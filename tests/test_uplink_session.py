@@ -166,6 +166,27 @@ async def test_unacked_records_are_resent_after_the_timeout_and_stored_once(
 
 
 @pytest.mark.asyncio
+async def test_records_nobody_subscribed_to_are_sent_again_soon_not_after_the_ack_timeout(
+    uplink_broker, tmp_path
+):
+    """After a broker restart the kiosks are often back before the console has subscribed
+    again, and the broker drops what nobody subscribes to. Its PUBACK says so (no matching
+    subscribers): the kiosk sends those records again within seconds, not after its 30 s ack
+    timeout."""
+    config = uplink_broker.uplink_config("kiosk-unheard", ack_timeout_s=30)
+    outbox = open_outbox(tmp_path, config)
+    async with running(config, outbox) as uplink:
+        await uplink.wait_connected(10)
+        ids = enqueue_many(outbox, 5)
+        await until(lambda: uplink.status().in_flight == 5)
+        await asyncio.sleep(0.5)  # published, and dropped: nobody subscribes yet
+        async with TestConsole(uplink_broker) as console:
+            await console.wait_for(lambda: len(console.stored) == 5, timeout=6)
+            await until(lambda: outbox.stats().depth == 0)
+    assert sorted(console.stored) == sorted(ids)
+
+
+@pytest.mark.asyncio
 async def test_broker_killed_mid_stream_every_record_arrives_once_stored(uplink_broker, tmp_path):
     config = uplink_broker.uplink_config("kiosk-chaos", ack_timeout_s=1, window=32)
     outbox = open_outbox(tmp_path, config)

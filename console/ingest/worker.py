@@ -52,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mqtt_schemas import topics
 from mqtt_schemas.broker_access import service_client_id
 from mqtt_schemas.envelope import clock_state, utc_now
+from mqtt_schemas.liveness import ping_interval
 
 from .. import acks, connection
 from ..records import Item, Record, classify, internal_error
@@ -91,8 +92,8 @@ class IngestConfig:
     database_retry_max: float = 10.0
     """Longest wait between tries while the database cannot be reached."""
     keepalive: int = 60
-    """MQTT keepalive in seconds: a link that goes silent (cut, no RST) is noticed within
-    about twice this, and the worker reconnects; the broker drops it after 1.5 x this."""
+    """MQTT keepalive in seconds: a link that goes silent (cut, no RST) is noticed within this,
+    and the worker reconnects; the broker drops it after 1.5 x this (mqtt_schemas.liveness)."""
 
     @property
     def mqtt_client_id(self) -> str:
@@ -194,6 +195,9 @@ class IngestWorker:
             keepalive=config.keepalive,
         )
         async with mqtt:
+            # Ping sooner than the declared keepalive (after CONNACK, which may set it), so a
+            # silent link is noticed within the keepalive: see mqtt_schemas.liveness.
+            mqtt._client._keepalive = ping_interval(config.keepalive)
             self.stats.connects += 1
             filters = subscriptions(config.group)
             granted = await mqtt.subscribe(filters)

@@ -17,7 +17,10 @@ Connection
     kiosk is away. Before every connect the session counter is incremented and committed, and
     the Last Will (``offline``, ``connection-lost``, retained) is built with it; right after
     CONNACK the retained birth (``online``) carries the same counter. Lost connections are
-    retried with exponential backoff and jitter (``backoff``), forever.
+    retried with exponential backoff and jitter (``backoff``), forever. A silent link (cut, no
+    RST) is noticed within ``keepalive_s``: once connected, paho pings after
+    :func:`mqtt_schemas.liveness.ping_interval` seconds of silence (the broker is still told
+    ``keepalive_s``).
 
 Incoming
     Subscribes to its own ``acks``, ``commands`` and ``watchlist/deltas`` and to the fleet
@@ -32,7 +35,11 @@ Records
     says the broker has it. A record unacked ``ack_timeout_s`` after publication is published
     again (then after 2x, 4x ... up to ``ack_timeout_max_s``), and after a reconnect every
     unacked record is published again from the oldest: the console stores by id, so a
-    duplicate costs nothing.
+    duplicate costs nothing. A PUBACK saying *no matching subscribers* means the console is not
+    listening (after a broker restart the kiosk is often back before the console has
+    subscribed again, and the broker drops what nobody subscribes to): the records in flight
+    are then published again after ``UNHEARD_RETRY_S`` (doubling while the console stays away,
+    up to ``ack_timeout_s``) rather than after the ack timeout.
 
 Backlog and live records
     At each connect the outbox's highest seq splits it: records up to it are the *backlog*,
@@ -69,6 +76,7 @@ from paho.mqtt.properties import Properties
 from mqtt_schemas import PayloadError, TopicError, topics, validate
 from mqtt_schemas.envelope import Clock, format_time
 from mqtt_schemas.health import component_entry
+from mqtt_schemas.liveness import NO_MATCHING_SUBSCRIBERS, ping_interval
 from mqtt_schemas.validation import JsonError, parse_json
 
 from .config import UplinkConfig
@@ -95,6 +103,9 @@ PUBLISH_NOW = ("health", "command-results", "watchlist/catchup")
 
 IDLE_POLL_S = 2.0
 """The sender looks at the outbox at least this often, even with nothing to wake it."""
+UNHEARD_RETRY_S = 1.0
+"""After a PUBACK with no matching subscribers, the records in flight are sent again this long
+after (then 2x, 4x ... up to the ack timeout, until an ack comes)."""
 
 
 class ConnectionState(enum.StrEnum):
@@ -199,6 +210,10 @@ class Uplink:
         self._purging: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._purge_wake: asyncio.Event | None = None
+        self._unheard_due: float | None = None
+        """When to send the records in flight again: a PUBACK said nobody subscribes."""
+        self._unheard_streak = 0
+        """Such resends since the last ack: each waits twice as long as the one before."""
         self._stopping: asyncio.Event | None = None
         self._connected: asyncio.Event | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -365,9 +380,32 @@ class Uplink:
         )
         # aiomqtt warns above 10 pending publishes; the window is the real bound here.
         client.pending_calls_threshold = self.config.delivery.window + 16
+        # aiomqtt drops the PUBACK's reason code; this wrapper sees it first (private: paho's
+        # callback, which aiomqtt sets in its constructor and calls on the event loop).
+        settle = client._client.on_publish
+
+        def on_publish(paho: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+            if getattr(reason, "value", reason) == NO_MATCHING_SUBSCRIBERS:
+                self._nobody_listening()
+            settle(paho, userdata, mid, reason, properties)
+
+        client._client.on_publish = on_publish
         return client
 
+    def _nobody_listening(self) -> None:
+        if self._unheard_due is not None:
+            return  # a resend is already planned; PUBACKs of the same burst say the same
+        delay = min(UNHEARD_RETRY_S * 2**self._unheard_streak, self.config.delivery.ack_timeout_s)
+        self._unheard_streak = min(self._unheard_streak + 1, 30)
+        self._unheard_due = time.monotonic() + delay
+        log.info("uplink: nobody subscribes to the records yet; sending again in %.0f s", delay)
+        if self._wake is not None:
+            self._wake.set()
+
     async def _serve(self, client: aiomqtt.Client, session: int) -> None:
+        # After CONNACK (which may set it from the broker's Server Keep Alive): ping sooner than
+        # the declared keepalive, so a silent link is noticed within it (mqtt_schemas.liveness).
+        client._client._keepalive = ping_interval(self.config.broker.keepalive_s)
         birth = await self._write(self._availability, "online", session, None)
         await client.publish(
             self._topics["availability"], canonical_json(birth), qos=1, retain=True
@@ -458,6 +496,7 @@ class Uplink:
         """Keep the window full: resend what is overdue, then take live and backlog records."""
         delivery = self.config.delivery
         self._inflight.clear()
+        self._unheard_due, self._unheard_streak = None, 0
         live_cursor = await self._read(self.outbox.last_seq)  # live records come after it
         backlog = _Backlog(self, live_cursor)
         self._live_hint = True
@@ -465,6 +504,13 @@ class Uplink:
         while True:
             self._wake.clear()
             now = time.monotonic()
+            if self._unheard_due is not None and self._unheard_due <= now:
+                # Nobody subscribed when some of these were published: send them all again
+                # (those the console did get cost a duplicate, which it ignores by id). Their
+                # ack timeouts stand: these resends are not failures of the console's.
+                self._unheard_due = None
+                for entry in list(self._inflight.values()):
+                    self._publish(client, entry.record)
             for entry in [e for e in self._inflight.values() if e.deadline <= now]:
                 entry.attempts += 1
                 wait = delivery.ack_timeout_s * 2 ** min(entry.attempts - 1, 30)
@@ -498,6 +544,8 @@ class Uplink:
             timeout = IDLE_POLL_S
             if self._inflight:
                 first = min(e.deadline for e in self._inflight.values())
+                if self._unheard_due is not None:
+                    first = min(first, self._unheard_due)
                 timeout = min(timeout, max(0.0, first - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -591,6 +639,7 @@ class Uplink:
         self._rejected += len(rejected)
         ids += rejected
         self._last_ack = _now()
+        self._unheard_streak = 0  # the console listens again
         for record_id in ids:
             self._inflight.pop(record_id, None)
             if record_id not in self._purging:
