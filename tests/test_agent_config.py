@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -135,12 +136,21 @@ def test_broken_toml_and_missing_files_are_one_clear_error(tmp_path):
         load_config(tmp_path / "nope.toml", agent_version="1.0.0")
 
 
-def test_run_check_prints_one_line_and_exits_2_on_a_bad_key(tmp_path):
+def test_run_check_prints_one_line_and_exits_2_on_a_bad_key(tmp_path, uplink_pki):
     runner = CliRunner()
-    good = write(tmp_path, MINIMAL)
+    # --check also checks the files the configuration names (tests/test_preflight.py): real ones
+    identity = uplink_pki.identity("kiosk-bz-01")
+    (tmp_path / "pki").mkdir()
+    for source, name in (
+        (uplink_pki.ca.cert_path, "ca.crt"),
+        (identity.cert_path, "kiosk.crt"),
+        (identity.key_path, "kiosk.key"),
+    ):
+        shutil.copy(source, tmp_path / "pki" / name)
+    good = write(tmp_path, MINIMAL + "\n[card_reader]\nenabled = false\n")
     result = runner.invoke(cli, ["run", "--config", str(good), "--check"])
     assert result.exit_code == 0, result.output
-    assert "ok (device kiosk-bz-01, lane lane-1)" in result.output
+    assert "ok (device kiosk-bz-01, lane lane-1;" in result.output
     bad = write(tmp_path, MINIMAL + "\n[health]\ninterval = 5\n")
     result = runner.invoke(cli, ["run", "--config", str(bad), "--check"])
     assert result.exit_code == 2

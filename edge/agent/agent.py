@@ -63,6 +63,8 @@ from .commands import CommandError, CommandRunner, diagnostics_action, ping_acti
 from .config import AgentConfig, AgentConfigError, load_config
 from .encryption import EncryptionError, require_encrypted
 from .health import heartbeat, run_heartbeat, system_figures
+from .preflight import check as preflight_check
+from .preflight import component as preflight_component
 from .supervisor import Part, Supervisor
 from .systemd import Notifier
 from .transport import UplinkTransport
@@ -139,12 +141,30 @@ class Agent:
         self._outcome: Outcome = "stop"
         self._decommission_wait = DECOMMISSION_WAIT_S
         self._decommissioned = False
+        self._preflight: dict[str, Any] | None = None
 
     @property
     def agent_version(self) -> str:
         return self.config.uplink.agent_version
 
     # -- start and stop -----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Check what the configuration names (:mod:`edge.agent.preflight`) before :meth:`open`:
+        each problem is one log line; a fatal one refuses the start (:class:`AgentStartError`),
+        warnings go in every heartbeat (component ``preflight``) for the console to show."""
+        if (self.config.agent.data_dir / DECOMMISSIONED).exists():
+            return  # open() refuses with Decommissioned (exit 3): its key was erased on purpose
+        findings = preflight_check(self.config)
+        for finding in findings:
+            (log.error if finding.fatal else log.warning)("preflight: %s", finding)
+        fatal = sum(finding.fatal for finding in findings)
+        if fatal:
+            raise AgentStartError(
+                f"{fatal} fatal problem(s) with what {self.config.path} names, logged above "
+                "(borderlane-edge run --check lists them)"
+            )
+        self._preflight = preflight_component(findings, datetime.now(UTC))
 
     def open(self) -> None:
         """Open what the lane needs; raise :class:`AgentStartError` with one line if unusable."""
@@ -435,6 +455,8 @@ class Agent:
             # the lane serves, but every traveller goes to an officer: say why, plainly
             components["lane"] = component_entry("degraded", datetime.now(UTC), REFUSED[refused])
         components["watchlist"] = self.sync.component()
+        if self._preflight is not None:  # what the start-up check warned about
+            components["preflight"] = self._preflight
         return heartbeat(
             agent_version=self.agent_version,
             started=self.started,
