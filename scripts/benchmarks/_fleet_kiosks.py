@@ -21,7 +21,9 @@ It behaves as the agent's uplink does, simplified:
   unacked records; each is published at QoS 1 when connected, every unacked record is published
   again after each reconnect, and one not acked within the uplink's ``ack_timeout_s`` (30 s;
   the config's ``ack_timeout_s`` replaces it for quick runs) is published again (not doubling
-  the wait for further resends as the uplink does); the console's ``ack@1`` removes it;
+  the wait for further resends as the uplink does); the console's ``ack@1`` removes it; a
+  PUBACK saying nobody subscribes (the console is not back yet after a broker restart) has the
+  outbox published again after the uplink's ``UNHEARD_RETRY_S``, doubling until an ack comes;
 * a ``health@1`` heartbeat every ``heartbeat_s`` (QoS 0, not kept when offline, as the agent's
   ``publish_now``), checked against the contract before it is sent.
 
@@ -47,7 +49,7 @@ from typing import Any
 
 import mqtt_schemas
 from edge.uplink.config import BackoffSettings, BrokerSettings, DeliverySettings
-from edge.uplink.session import Uplink
+from edge.uplink.session import UNHEARD_RETRY_S, Uplink
 from mqtt_schemas import topics
 from mqtt_schemas.envelope import utc_now, uuid7
 
@@ -133,6 +135,8 @@ class Kiosk:
     client: KioskClient | None = None
     seq: int = 0
     last_ack: str | None = None
+    unheard: asyncio.TimerHandle | None = None
+    unheard_streak: int = 0
 
     def __post_init__(self) -> None:
         self.crossings_topic = utf8(topics.device_topic(self.name, "crossings"))
@@ -149,6 +153,7 @@ class Kiosk:
             s["host"], s["port"], Path(s["ca"]), Path(self.cert), Path(self.key),
             self.name, self.on_message,
         )  # fmt: skip
+        client.on_unheard = self.nobody_listening
         await asyncio.sleep(start_after)
         failures = 0
         while True:
@@ -187,8 +192,23 @@ class Kiosk:
                 continue
             record.acked = now
         self.last_ack = ack["time"]
+        self.unheard_streak = 0
         if not self.outbox:
             self.drained.set()
+
+    def nobody_listening(self) -> None:
+        """The uplink's answer to a PUBACK with no matching subscribers: the outbox again soon."""
+        if self.unheard is not None:
+            return
+        timeout = self.settings.get("ack_timeout_s") or ACK_TIMEOUT_S
+        delay = min(UNHEARD_RETRY_S * 2**self.unheard_streak, timeout)
+        self.unheard_streak += 1
+        self.unheard = asyncio.get_running_loop().call_later(delay, self._send_unheard)
+
+    def _send_unheard(self) -> None:
+        self.unheard = None
+        for record in list(self.outbox.values()):
+            self.send(record)
 
     def send(self, record: Record) -> None:
         """Publish *record* now (QoS 1) if connected; it stays in the outbox until acked."""

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from console.connection import NO_DELAY
+from mqtt_schemas.liveness import NO_MATCHING_SUBSCRIBERS
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, DISCONNECT = 1, 2, 3, 4, 8, 9, 14
 RECEIVE_MAXIMUM = 0x21
@@ -58,7 +59,8 @@ def packet(first_byte: int, body: bytes) -> bytes:
 class LeanPublisher:
     """One kiosk's connection. ``async with`` connects; :meth:`publish` queues a QoS 1 PUBLISH
     (it waits only for a free slot under the broker's Receive Maximum); *on_message* is called
-    with (topic, payload) of each PUBLISH the broker delivers, which is PUBACKed."""
+    with (topic, payload) of each PUBLISH the broker delivers, which is PUBACKed; *on_unheard*,
+    when set, is called for each PUBACK whose reason code says nobody subscribes."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class LeanPublisher:
         self.context = ssl.create_default_context(cafile=str(ca))
         self.context.load_cert_chain(str(cert), str(key))
         self.on_message = on_message
+        self.on_unheard: Callable[[], None] | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -172,6 +175,8 @@ class LeanPublisher:
                 kind = first >> 4
                 if kind == PUBACK:
                     self._inflight.release()
+                    if length >= 3 and body[2] == NO_MATCHING_SUBSCRIBERS and self.on_unheard:
+                        self.on_unheard()
                 elif kind == PUBLISH:
                     pubacks.append(self._delivered(first, body))
                 elif kind == SUBACK and self._suback is not None and not self._suback.done():
