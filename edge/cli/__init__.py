@@ -9,7 +9,9 @@ from __future__ import annotations
 import click
 
 from .card import card
+from .common import PipeSafeGroup
 from .enroll import enroll_command
+from .face import face
 from .mrz import mrz
 from .run import run
 from .sim import sim
@@ -18,7 +20,7 @@ from .ui import ui
 from .watchlist import screen, watchlist
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PipeSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="borderlane", prog_name="borderlane-edge")
 def cli() -> None:
     """The Borderlane kiosk agent and its tools for technicians.
@@ -31,11 +33,13 @@ def cli() -> None:
       borderlane-edge sim card --help            what the virtual card answers
       borderlane-edge mrz parse < scan.txt       what an MRZ says, as JSON
       borderlane-edge card read --issuers DIR    read and verify a CBIC or an ePassport chip
+      borderlane-edge face check frame.jpg       faces and portrait quality in an image
     """
 
 
 cli.add_command(card)
 cli.add_command(enroll_command)
+cli.add_command(face)
 cli.add_command(mrz)
 cli.add_command(run)
 cli.add_command(sim)

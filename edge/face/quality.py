@@ -19,7 +19,7 @@ neither.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,9 +149,13 @@ _ADVICE_FOR = {
 
 def advice_for(measures: Mapping[str, Measure], faces: int) -> list[Advice]:
     """The advice for the failing *measures*, most useful first, each piece once."""
-    if faces == 0:
-        return [ADVICE["look_at_camera"]]
     codes: list[str] = []
+    if faces == 0:
+        light = measures.get("LuminanceMean")
+        if light is None or light.passed:
+            return [ADVICE["look_at_camera"]]
+        codes.append("too_dark" if light.direction == "low" else "too_bright")
+        return [ADVICE[code] for code in codes]
     for name in MEASURES:
         measure = measures.get(name)
         if measure is None or measure.passed:
@@ -222,9 +226,11 @@ def _face_crop(image: Image.Image, mesh: Mesh) -> np.ndarray:
 
 
 def _sharpness(luma: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian: fine detail left in the face (blur removes it)."""
+    """Fine detail left in the face: the 4-neighbour Laplacian's variance over the face's own
+    luminance variance, in percent. Blur removes the first and barely the second; dividing
+    keeps a dim but sharp face sharp (both scale with the light squared)."""
     lap = luma[1:-1, :-2] + luma[1:-1, 2:] + luma[:-2, 1:-1] + luma[2:, 1:-1] - 4 * luma[1:-1, 1:-1]
-    return float(lap.var())
+    return float(100 * lap.var() / max(float(luma.var()), 1.0))
 
 
 def _uniformity(luma: np.ndarray) -> float:
@@ -257,6 +263,11 @@ def _background(gray: np.ndarray, scale: float, face: tuple[float, float, float,
     return float(magnitude[mask].mean())
 
 
+def _luminance(measure: Callable[..., None], mean: float) -> None:
+    direction = "low" if mean < 0.25 else "high"
+    measure("LuminanceMean", mean, "of full scale", _band(mean, 0.25, 0.75, 0.0, 1.0), direction)
+
+
 def assess(
     image: Image.Image,
     gray: np.ndarray,
@@ -267,8 +278,9 @@ def assess(
     """Every measure for the first face of *faces* (the largest), by name.
 
     *image* is the frame; *gray* its luminance downscaled by *gray_scale* (for the background).
-    With no face, only ``SingleFacePresent`` (0); with a face but no mesh (the landmark model
-    did not confirm it), the geometric measures score 0.
+    With no face, ``SingleFacePresent`` (0) and the whole frame's ``LuminanceMean`` (so the
+    lane can say "too dark" when darkness hides the face); with a face but no mesh, every other
+    measure scores 0.
     """
 
     def measure(name: str, native: float | None, unit: str, score: int, direction: str = ""):
@@ -277,6 +289,8 @@ def assess(
     measures: dict[str, Measure] = {}
     if not faces:
         measure("SingleFacePresent", 0, "faces", 0)
+        # no face to measure: the whole frame's light tells "too dark" from "nobody there"
+        _luminance(measure, float(gray.mean()) / 255 if gray.size else 0.0)
         return measures
     areas = sorted((d.width * d.height for d, _ in faces), reverse=True)
     second = areas[1] / areas[0] if len(areas) > 1 else 0.0
@@ -325,10 +339,10 @@ def assess(
 
     luma = _face_crop(image, mesh)
     sharp = _sharpness(luma)
-    measure("Sharpness", sharp, "Laplacian variance", _ramp(math.log10(1 + sharp), 0.7, 1.9))
-    mean = float(luma.mean()) / 255
-    direction = "low" if mean < 0.25 else "high"
-    measure("LuminanceMean", mean, "of full scale", _band(mean, 0.25, 0.75, 0.0, 1.0), direction)
+    # sharp faces measure 5 to 20; a Gaussian blur of 1.5 face-crop pixels brings them to 1-3
+    score = _ramp(math.log10(max(sharp, 1e-3)), math.log10(1.5), math.log10(6.0))
+    measure("Sharpness", sharp, "% Laplacian / luminance variance", score)
+    _luminance(measure, float(luma.mean()) / 255)
     # OFIQ's ranges: under-exposed at grey level 25 or less, over-exposed at 247 or more
     dark = float((luma <= 25).mean())
     measure("UnderExposurePrevention", dark, "fraction of face", _ramp(dark, 0.5, 0.0))
