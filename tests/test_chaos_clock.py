@@ -11,11 +11,15 @@ and the console keep the real time.
 * Certificates: a kiosk clock past the broker certificate's expiry, or before its start, cannot
   connect and says why (``certificate has expired`` / ``not yet valid``) in its uplink state,
   keeps recording, and connects and drains once the clock is right.
+* Retention: the real agent, its clock a year ahead, refers a traveller; the clock is set right;
+  the traveller's identity still leaves the kiosk within the review retention (by the kiosk
+  database's lifetime, which no clock jump stretches), not a year later.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +198,36 @@ def test_the_skew_rule_holds_past_its_threshold_either_way() -> None:
 
     assert "clock-skew" not in rules(limit) | rules(-limit)
     assert "clock-skew" in rules(limit + 1) & rules(-limit - 1)
+
+
+@pytest.mark.chaos
+def test_a_referred_travellers_identity_leaves_within_the_retention_after_a_year_ahead_clock(
+    uplink_broker: UplinkBroker, kiosk_rig, tmp_path: Path
+) -> None:
+    retention_s = 8
+    clock = tmp_path / "ft"
+    shift(clock, "+365d")
+    rig = kiosk_rig(
+        uplink_broker,
+        "kiosk-retention",
+        watchlist_version=0,  # no list yet: every traveller is referred, with a review item
+        lane={"policy": {"show_s": 0.2, "review_retention_s": retention_s}},
+    )
+    rig.start(env=chaos.faketime_env(clock))
+    assert rig.tap(rig.worker_card(), timeout=20), rig.log_text()
+    ((created_ms, personal),) = rig.query("SELECT created_ms, personal FROM lane_reviews")
+    referred = time.monotonic()
+    assert personal is not None  # the officer needs the identity, for now
+    assert created_ms / 1000 - time.time() > 364 * DAY  # written a year ahead
+
+    shift(clock, "+0")  # the clock is set right: by the wall clock the item is a year young
+    chaos.wait_until(
+        lambda: rig.query("SELECT personal IS NULL FROM lane_reviews") == [(1,)],
+        retention_s + 10,
+        "the identity cleared",
+    )
+    cleared = time.monotonic() - referred
+    # Not before its time either: the lifetime measure counts from the referral.
+    assert retention_s - 1 <= cleared <= retention_s + 2 + 1.5, f"cleared after {cleared:.1f} s"
+    print(f"cleared {cleared:.1f} s after the referral (retention {retention_s} s)")
+    assert rig.stop() == 0

@@ -74,11 +74,13 @@ class KioskRig:
     def kiosk_db(self) -> Path:
         return self.directory / "state" / "kiosk.db"
 
-    def start(self, *, wait_ready: float = 20.0) -> None:
-        """Start the agent; return once its lane serves (the kiosk database holds the lane)."""
+    def start(self, *, wait_ready: float = 20.0, env: dict[str, str] | None = None) -> None:
+        """Start the agent; return once its lane serves (the kiosk database holds the lane).
+
+        *env*: more environment variables for the agent (e.g. ``chaos.faketime_env``)."""
         log = self.directory / f"agent-{len(self.logs)}.log"
         self.logs.append(log)
-        env = {**os.environ, **self.stack.env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), **self.stack.env, "PYTHONUNBUFFERED": "1"}
         with log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edge", "run", "--config", str(self.config_path)],
