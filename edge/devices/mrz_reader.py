@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 import serial
 from serial.tools import list_ports
 
+from .backoff import Backoff as _Backoff
 from .mrz_framing import ETX, STX, Discard, Frame, Framer, LineFramer, StxEtxFramer
 
 if TYPE_CHECKING:
@@ -347,27 +348,6 @@ class MrzReadEvent:
     def latency(self) -> float:
         """Seconds from the document's last byte arriving to the event being queued."""
         return self.emitted_at - self.last_byte_at
-
-
-class _Backoff:
-    """Exponential backoff with jitter: initial, 2x, 4x ... capped at maximum.
-
-    Each delay is drawn from [d/2, d] ("equal jitter"): never zero, so a port that opens and
-    fails at once cannot spin the CPU, and not periodic, so retries do not lock into step with
-    a device or hub that power-cycles on a period.
-    """
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
-        self._initial, self._maximum, self._rng = initial, maximum, rng
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        delay = min(self._maximum, self._initial * 2 ** min(self._failures, 32))
-        self._failures += 1
-        return self._rng.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 _CLOSED = object()
