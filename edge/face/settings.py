@@ -4,7 +4,7 @@ Unknown keys are refused (a misspelt threshold must not silently keep its defaul
 value is range-checked; the error names the key's full path::
 
     [face]
-    detector = "blazeface-short"     # or "blazeface-full" for faces farther than about 2 m
+    detector = "blazeface"           # or "blazeface-short" / "blazeface-full" alone
     match_threshold = 0.45           # similarity at or above which two faces are "same"
 
     [face.thresholds]                # 0-100 per OFIQ measure; omitted ones keep their default
@@ -62,7 +62,7 @@ from the false-match measurement of ``make bench`` (README, "Face checks")."""
 class FaceSettings:
     """Everything the face package can be told; build it with :meth:`from_dict`."""
 
-    detector: str = "blazeface-short"
+    detector: str = "blazeface"
     min_detection_score: float = 0.5
     max_faces: int = 4
     threads: int = 1
