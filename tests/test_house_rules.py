@@ -82,6 +82,24 @@ RULES = (
         "documents is pure parsing and verification: given bytes, it returns facts",
     ),
     Rule(
+        "face-is-pure",
+        ("edge.face",),
+        (
+            "edge.devices",
+            "edge.uplink",
+            "edge.lane",
+            "edge.screening",
+            "edge.ui",
+            "edge.agent",
+            "edge.sim",
+            "edge.cli",
+            "edge.trust",
+            "edge.documents",
+        ),
+        "face is pure inference: given pixels, it returns faces, measures and a similarity; "
+        "the camera reads, the lane decides",
+    ),
+    Rule(
         "pure-code-does-no-io",
         ("edge.documents", "edge.face"),
         IO_MODULES,

@@ -65,7 +65,10 @@ def decode_portrait(data: bytes) -> np.ndarray:
             rgb = image.convert("RGB")
     except PortraitError:
         raise
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        # Pillow's own refusal, at open, of a header claiming over twice its limit
+        raise PortraitError(f"{kind} image is too large (over {MAX_PIXELS:,} pixels)") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         # Pillow reports a truncated or corrupt file as any of these.
         raise PortraitError(f"corrupt or truncated {kind} image") from None
     if rgb.width < 1 or rgb.height < 1:
