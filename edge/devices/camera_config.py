@@ -92,10 +92,10 @@ class CameraConfig:
         _choice(self, "backend", Backend)
         _choice(self, "pixel_format", PixelFormat)
         if self.backend is Backend.V4L2 and (
-            not isinstance(self.device, str) or not self.device.startswith("/dev/")
+            not isinstance(self.device, str) or not self.device.startswith("/")
         ):
             raise CameraConfigError(
-                "device", f"a device node such as /dev/video0, got {self.device!r}"
+                "device", f"the path of a device node such as /dev/video0, got {self.device!r}"
             )
         if self.backend is Backend.VIRTUAL:
             if self.source is None:
