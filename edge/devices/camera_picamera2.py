@@ -154,7 +154,7 @@ class Picamera2Source:
             return
         # Wait for a capture in progress to end, but not for ever: stopping the camera under
         # a capture stuck in libcamera is what may free it.
-        held = self._busy.acquire(timeout=self.config.capture_timeout_s)
+        held = self._busy.acquire(timeout=self.config.capture_timeout_s / 2)
         try:
             for step in (camera.stop, camera.close):
                 try:
