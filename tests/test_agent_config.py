@@ -66,6 +66,7 @@ def test_the_shipped_example_is_a_valid_configuration():
     assert config.mrz_reader is not None and config.mrz_reader.port.startswith("/dev/serial")
     assert config.lane.policy.chip_wait_s == 20
     assert config.ui.language == "es"
+    assert config.camera is not None and config.camera.device == "/dev/video0"
 
 
 def with_key(table: str, line: str) -> str:
@@ -86,6 +87,7 @@ def with_key(table: str, line: str) -> str:
         ("mrz_reader", 'port = "/dev/ttyUSB0"\nbaud = 9600', "mrz_reader.baud"),
         ("ui", "prot = 8080", "ui.prot"),
         ("cameras", "enabled = false", "cameras"),
+        ("camera", 'backend = "v4l2"\nexposur = 100', "camera.exposur"),
     ],
 )
 def test_unknown_keys_are_rejected_with_their_full_path(tmp_path, table, line, path):
@@ -124,10 +126,53 @@ def test_pages_are_served_on_loopback_only(tmp_path):
     assert problem.path == "ui.host" and "loopback" in str(problem)
 
 
-def test_a_camera_cannot_be_switched_on_before_the_agent_supports_one(tmp_path):
-    problem = error(tmp_path, MINIMAL + "\n[camera]\nenabled = true\n")
-    assert problem.path == "camera.enabled"
-    assert load(tmp_path, MINIMAL + "\n[camera]\nenabled = false\n").card_reader is not None
+def test_a_kiosk_has_a_camera_only_when_configured(tmp_path):
+    assert load(tmp_path).camera is None
+    assert load(tmp_path, MINIMAL + "\n[camera]\nenabled = false\n").camera is None
+    # switched off, still checked: a typo must not wait for the day it is switched on
+    problem = error(tmp_path, MINIMAL + "\n[camera]\nenabled = false\nrotaton = 90\n")
+    assert problem.path == "camera.rotaton"
+    config = load(tmp_path, MINIMAL + '\n[camera]\nbackend = "virtual"\nsource = "faces"\n')
+    assert config.camera is not None and config.camera.backend == "virtual"
+    assert config.camera.source == tmp_path / "faces"  # relative to the file
+    config = load(
+        tmp_path,
+        MINIMAL + '\n[camera]\nbackend = "v4l2"\ndevice = "/dev/video2"\nexposure = 8000\n'
+        'focus = 30\nrotation = 270\npixel_format = "yuyv"\n',
+    )
+    camera = config.camera
+    assert camera is not None
+    assert (camera.device, camera.exposure, camera.focus, camera.rotation) == (
+        "/dev/video2",
+        8000,
+        30,
+        270,
+    )
+
+
+@pytest.mark.parametrize(
+    "lines, path, words",
+    [
+        ('enabled = "yes"\nbackend = "v4l2"', "camera.enabled", "true or false"),
+        ('device = "/dev/video0"', "camera.backend", "picamera2, v4l2 or virtual"),
+        ('backend = "webcam"', "camera.backend", "one of picamera2, v4l2, virtual"),
+        ('backend = "virtual"', "camera.source", "required"),
+        ('backend = "v4l2"\ndevice = "video0"', "camera.device", "/dev/video0"),
+        ('backend = "v4l2"\nrotation = 45', "camera.rotation", "0, 90, 180 or 270"),
+        ('backend = "v4l2"\nexposure = "dark"', "camera.exposure", "'auto' or microseconds"),
+        ('backend = "v4l2"\ngain = "high"', "camera.gain", "'auto' or"),
+        ('backend = "picamera2"\nfocus = -1', "camera.focus", "lens position"),
+        ('backend = "v4l2"\nwidth = 9000', "camera.width", "16..8192"),
+        ('backend = "v4l2"\nfps = 0', "camera.fps", "0.1..240"),
+        ('backend = "v4l2"\ncapture_timeout_s = 600', "camera.capture_timeout_s", "0.05..60"),
+        ('backend = "v4l2"\nexposure_us = 100', "camera.exposure_us", "unknown"),
+        ('backend = "virtual"\nsource = 5', "camera.source", "file path"),
+    ],
+)
+def test_bad_camera_settings_are_named_in_one_line(tmp_path, lines, path, words):
+    problem = error(tmp_path, MINIMAL + "\n[camera]\n" + lines + "\n")
+    assert problem.path == path
+    assert words in str(problem) and "\n" not in str(problem)
 
 
 def test_broken_toml_and_missing_files_are_one_clear_error(tmp_path):

@@ -11,7 +11,7 @@ Parts (each a :class:`~edge.agent.supervisor.Supervisor` part, restarted on fail
 lane       the state machine (:mod:`edge.lane`) and its housekeeping (review retention)
 card-reader PC/SC watcher; taps and removals go to the lane
 mrz-reader  serial MRZ reader (absent when the configuration has no ``[mrz_reader]``)
-camera      absent (a later release builds it)
+camera      picamera2, V4L2 or virtual camera (absent without ``[camera]``); ``agent.camera``
 uplink      MQTT session: outbox delivery, acks, commands, watchlist deltas
 health      heartbeat every ``health.interval_s``
 ui          the kiosk pages on loopback (traveller screen, officer review)
@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.devices.camera import CameraStatus, ManagedCamera, open_camera
 from edge.devices.card_reader import CardReader
 from edge.devices.mrz_reader import MrzReader
 from edge.documents.cbic import IssuerTrustList
@@ -98,6 +99,12 @@ REFUSED = {
 """The heartbeat's ``lane`` detail while the outbox refuses records (:meth:`Outbox.refusal`)."""
 RESTART_DELAY_S = 0.5
 """After answering agent-restart or config-reload: time for the answer to leave."""
+CAMERA_HEALTH: dict[CameraStatus, Any] = {
+    CameraStatus.READY: "ok",
+    CameraStatus.DEGRADED: "degraded",
+    CameraStatus.DOWN: "down",
+}
+"""The camera's own states as the heartbeat's component states."""
 
 
 class AgentStartError(Exception):
@@ -130,6 +137,8 @@ class Agent:
         self.uplink: Uplink | None = None
         self.card_reader: CardReader | None = None
         self.mrz_reader: MrzReader | None = None
+        self.camera: ManagedCamera | None = None
+        """The camera while its part runs (the lane captures through it), else None."""
         self.pages: Any = None
         broker = config.uplink.broker
         self.certificates = CertificateKeeper(
@@ -326,7 +335,10 @@ class Agent:
             supervisor.add("mrz-reader", self._mrz_reader_part, status=self._mrz_status)
         else:
             supervisor.absent("mrz-reader", "no MRZ reader in this kiosk's configuration")
-        supervisor.absent("camera", "no camera support in this agent version")
+        if config.camera is not None:
+            supervisor.add("camera", self._camera_part, status=self._camera_status)
+        else:
+            supervisor.absent("camera", "no camera in this kiosk's configuration")
         supervisor.add("uplink", self._uplink_part, status=self._uplink_status)
         supervisor.add("health", self._health_part)
         supervisor.add(
@@ -408,6 +420,24 @@ class Agent:
             return component_entry("ok", state.since)
         detail = f"{state.status}: {state.last_error or 'looking for the port'}"
         return component_entry("down", state.since, detail)
+
+    async def _camera_part(self, part: Part) -> None:
+        assert self.config.camera is not None
+        # The camera reopens itself when lost: this part fails only on a bug, not an unplug.
+        async with open_camera(self.config.camera) as camera:
+            self.camera = camera
+            part.ready()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self.camera = None
+
+    def _camera_status(self) -> dict[str, Any]:
+        camera = self.camera
+        if camera is None:
+            return component_entry("starting", datetime.now(UTC))
+        state = camera.state
+        return component_entry(CAMERA_HEALTH[state.status], state.since, state.detail)
 
     async def _uplink_part(self, part: Part) -> None:
         assert self.outbox is not None and self.sync is not None and self.commands is not None
@@ -521,6 +551,7 @@ class Agent:
                 self.card_reader.reader_state().as_dict() if self.card_reader else None
             ),
             "mrz_reader": lambda args: self.mrz_reader.state.to_dict() if self.mrz_reader else None,
+            "camera": lambda args: self.camera.state.to_dict() if self.camera else None,
             "lane": lambda args: (
                 {
                     "state": self.lane.state.value,

@@ -29,6 +29,10 @@ file's own directory, so a configuration directory can be moved as a whole::
     [mrz_reader]                      # edge.devices.mrz_reader.MrzReaderConfig; omit if none
     port = "/dev/serial/by-id/usb-*MRZ*"
 
+    [camera]                          # edge.devices.camera_config.CameraConfig; omit if none
+    backend = "v4l2"                  # picamera2 (Pi camera), v4l2 (USB webcam) or virtual
+    device = "/dev/video0"
+
     [uplink.broker]                   # edge.uplink.UplinkConfig (device id comes from [agent])
     host = "mqtt.borderlane.example"
     ca_file = "/etc/borderlane/ca.crt"
@@ -64,6 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.devices.camera_config import CameraConfig, CameraConfigError
 from edge.devices.card_config import CardReaderConfig
 from edge.devices.mrz_reader import MrzReaderConfig, MrzReaderConfigError
 from edge.lane.config import LaneConfig, LaneConfigError
@@ -222,6 +227,8 @@ class AgentConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     enrollment: RenewalSettings = field(default_factory=RenewalSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    camera: CameraConfig | None = None
+    """None: no ``[camera]`` table, or ``enabled = false``: the kiosk takes no pictures."""
 
 
 _SECTIONS = {
@@ -269,7 +276,6 @@ def parse_config(
         if required not in data:
             raise AgentConfigError(required, "required table is missing")
     agent = _agent(_table(data["agent"], "agent"), base)
-    _camera(_table(data.get("camera", {}), "camera"))
     return AgentConfig(
         path=path,
         agent=agent,
@@ -283,6 +289,7 @@ def parse_config(
         health=_health(_table(data.get("health", {}), "health")),
         enrollment=_enrollment(_table(data.get("enrollment", {}), "enrollment"), base),
         storage=_storage(_table(data.get("storage", {}), "storage")),
+        camera=_camera(data.get("camera"), base),
     )
 
 
@@ -339,7 +346,7 @@ def _strict(
     _only(data, {f.name for f in dataclasses.fields(kind)}, path)
     try:
         return build(dict(data))
-    except MrzReaderConfigError as exc:
+    except (MrzReaderConfigError, CameraConfigError) as exc:
         raise AgentConfigError(
             f"{path}.{exc.field}", str(exc).removeprefix(f"{exc.field}: ")
         ) from None
@@ -363,13 +370,20 @@ def _mrz_reader(data: Any) -> MrzReaderConfig | None:
     return _strict(values, MrzReaderConfig, "mrz_reader", MrzReaderConfig.from_dict)
 
 
-def _camera(data: Mapping[str, Any]) -> None:
-    _only(data, {"enabled"}, "camera")
-    if data.get("enabled", False) is not False:
-        raise AgentConfigError(
-            "camera.enabled",
-            "this agent version has no camera support yet; set false or remove [camera]",
-        )
+def _camera(data: Any, base: Path) -> CameraConfig | None:
+    if data is None:
+        return None
+    values = dict(_table(data, "camera"))
+    enabled = values.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise AgentConfigError("camera.enabled", f"true or false, got {enabled!r}")
+    if not enabled and "backend" not in values:  # switched off: nothing else to check
+        _only(values, {f.name for f in dataclasses.fields(CameraConfig)}, "camera")
+        return None
+    if "source" in values:  # the virtual camera's images, relative to this file
+        values["source"] = str(_path(base, values["source"], "camera.source"))
+    config = _strict(values, CameraConfig, "camera", CameraConfig.from_dict)
+    return config if enabled else None
 
 
 def _trust(data: Mapping[str, Any], base: Path) -> TrustSettings:
