@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from .camera import camera
 from .card import card
 from .common import PipeSafeGroup
 from .enroll import enroll_command
@@ -37,6 +38,7 @@ def cli() -> None:
     """
 
 
+cli.add_command(camera)
 cli.add_command(card)
 cli.add_command(enroll_command)
 cli.add_command(face)
