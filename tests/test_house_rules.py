@@ -137,6 +137,14 @@ RULES = (
         exempt=("edge.uplink",),
     ),
     Rule(
+        "picamera2-only-in-its-backend",
+        ("edge",),
+        ("picamera2", "libcamera"),
+        "only the Pi camera backend imports picamera2 (when a camera is opened): the rest of the "
+        "kiosk runs where libcamera does not (a USB webcam kiosk, tests, the console's machines)",
+        exempt=("edge.devices.camera_picamera2",),
+    ),
+    Rule(
         "the-access-policy-is-one-pure-table",
         ("console.access",),
         (
@@ -317,9 +325,12 @@ def test_the_checker_knows_the_contracts_directory_and_the_uplinks_exemption(tmp
     plant(tmp_path, "edge/uplink/session.py", "import aiomqtt\n")  # the one MQTT talker
     plant(tmp_path, "edge/agent/agent.py", "from paho.mqtt import client\n")
     plant(tmp_path, "console/cli/x.py", "import edge\n")
+    plant(tmp_path, "edge/devices/camera_picamera2.py", "from picamera2 import Picamera2\n")
+    plant(tmp_path, "edge/sim/camera.py", "def f():\n    import picamera2\n")
     messages = [v.split(" (")[0] for r in RULES for v in violations(tmp_path, r)]
     assert messages == [
         "console/cli/x.py:1: console must not import edge",
         "edge/agent/agent.py:1: edge must not import paho",
+        "edge/sim/camera.py:2: edge must not import picamera2",
         "mqtt-schemas/__init__.py:1: mqtt_schemas must not import edge",
     ]
