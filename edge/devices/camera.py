@@ -63,6 +63,7 @@ from .camera_frames import (
     describe_os_error,
     rotate,
 )
+from .state_waiters import StateWaiters
 
 __all__ = [
     "Backend",
@@ -155,7 +156,7 @@ class Camera(Protocol):
     def state(self) -> CameraState: ...
 
 
-class ManagedCamera:
+class ManagedCamera(StateWaiters[CameraState]):
     """A camera that survives its backend: timeouts, stale frames, reopening, health.
 
     *factory* makes a new, unopened backend each time the camera is (re)opened: a backend
@@ -183,7 +184,7 @@ class ManagedCamera:
         self._sequence = 0
         self._last_frame_at = 0.0
         self._retry_at = 0.0
-        self._waiters: list[tuple[Callable[[CameraState], bool], asyncio.Future[CameraState]]] = []
+        self._waiters = []
         self._state = CameraState(CameraStatus.DOWN, datetime.now(UTC), "opening")
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -245,21 +246,6 @@ class ManagedCamera:
             except CameraFrameError:
                 continue
             yield frame
-
-    async def wait_state(
-        self, predicate: Callable[[CameraState], bool], timeout: float | None = None
-    ) -> CameraState:
-        """The first state (current or future) for which *predicate* holds; TimeoutError."""
-        if predicate(self._state):
-            return self._state
-        waiter = (predicate, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter[1]
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -387,14 +373,6 @@ class ManagedCamera:
         )
         self._retry_at = time.monotonic() + self._backoff.next_delay()
         self._wake.set()
-
-    def _update(self, **changes: Any) -> None:
-        if "status" in changes and changes["status"] is not self._state.status:
-            changes["since"] = datetime.now(UTC)
-        self._state = dataclasses.replace(self._state, **changes)
-        for predicate, future in self._waiters:
-            if not future.done() and predicate(self._state):
-                future.set_result(self._state)
 
     async def _keep(self) -> None:
         """Open the camera, reopen it when lost (after the backoff), probe it when idle."""

@@ -73,6 +73,7 @@ from serial.tools import list_ports
 
 from .backoff import Backoff as _Backoff
 from .mrz_framing import ETX, STX, Discard, Frame, Framer, LineFramer, StxEtxFramer
+from .state_waiters import StateWaiters
 
 if TYPE_CHECKING:
     from edge.documents.mrz import MrzDocument
@@ -351,7 +352,6 @@ class MrzReadEvent:
 
 
 _CLOSED = object()
-_Waiter = tuple[Callable[[MrzReaderState], bool], asyncio.Future[MrzReaderState]]
 
 
 def _load_parser() -> Callable[[str], MrzDocument]:
@@ -371,7 +371,7 @@ def _describe(exc: BaseException) -> str:
 # --- the reader -----------------------------------------------------------------------------
 
 
-class MrzReader:
+class MrzReader(StateWaiters[MrzReaderState]):
     """Reads documents from a serial MRZ reader, surviving unplugs, until closed.
 
     ``async with MrzReader(config) as reader`` starts the connection task (it does not wait for
@@ -393,7 +393,7 @@ class MrzReader:
         self._rng = rng or random.Random()
         self._framer = make_framer(config)
         self._state = MrzReaderState(MrzReaderStatus.CONNECTING, datetime.now(UTC))
-        self._waiters: list[_Waiter] = []
+        self._waiters = []
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
         self._task: asyncio.Task[None] | None = None
         self._quiet_timer: asyncio.TimerHandle | None = None
@@ -461,37 +461,10 @@ class MrzReader:
     def state(self) -> MrzReaderState:
         return self._state
 
-    async def wait_state(
-        self, predicate: Callable[[MrzReaderState], bool], timeout: float | None = None
-    ) -> MrzReaderState:
-        """The first state (current or future) for which *predicate* holds.
-
-        Predicates are checked at every change, as it happens, so a transition is never missed
-        even when the state moves on before this coroutine resumes. TimeoutError after *timeout*.
-        """
-        if predicate(self._state):
-            return self._state
-        waiter = (predicate, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter[1]
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-
     async def wait_connected(self, timeout: float | None = None) -> MrzReaderState:
         return await self.wait_state(lambda s: s.status is MrzReaderStatus.CONNECTED, timeout)
 
     # -- internals
-
-    def _update(self, **changes: Any) -> None:
-        if "status" in changes and changes["status"] is not self._state.status:
-            changes["since"] = datetime.now(UTC)
-        self._state = dataclasses.replace(self._state, **changes)
-        for predicate, future in self._waiters:
-            if not future.done() and predicate(self._state):
-                future.set_result(self._state)
 
     def _push(self, item: object) -> None:
         if self._queue.full():
