@@ -19,6 +19,7 @@ from .broker import (
     revoke_device,
     write_config,
 )
+from .pipes import PipeSafeGroup
 from .pki import DEFAULT_DAYS, Pki, PkiError, current_devices, public_identity
 
 PKI_DIR = click.option(
@@ -31,7 +32,7 @@ PKI_DIR = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PipeSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="borderlane", prog_name="borderlane-provision")
 def cli() -> None:
     """Provision Borderlane: the device and service CAs, certificates, revocation, and the

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from provisioning.pipes import PipeSafeGroup
+
 from .alerts import alerts_group
 from .audit import audit_group
 from .commands import command
@@ -21,7 +23,7 @@ from .watchlist import watchlist as watchlist_group
 from .web import web_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PipeSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="borderlane", prog_name="borderlane-console")
 def cli() -> None:
     """The Borderlane console: kiosks, watchlists, crossings and the wire contract.
