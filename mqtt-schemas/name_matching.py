@@ -51,6 +51,7 @@ __all__ = [
     "code_hash",
     "deletions",
     "document_key",
+    "index_names",
     "index_person",
     "is_organisation",
     "pair_key",
@@ -475,26 +476,156 @@ def unit_keys(
 
 
 def stored_keys(stored: str) -> frozenset[int]:
-    """The index keys of a person from its stored names (the same at insert and at removal)."""
+    """The index keys of a person from its stored names (the same at insert and at removal).
+
+    The keys :func:`unit_keys` makes of each stored name's :attr:`Name.keyed_units`, computed
+    without making the units: an import indexes a million persons, and units (objects, hashed
+    into a dictionary) were most of that time. :func:`_variant_keys` says how.
+    """
+    return _stored_index(stored)[0]
+
+
+# Codes of unit texts, shared by every name indexed: tokens and joined pairs repeat across
+# persons (IVANOV, SERGEY, MOHAMMED ALI), a code is a phonetic skeleton and a CRC. Bounded:
+# emptied when full, as the names of a million persons hold more distinct texts than that.
+_CODES: dict[str, int] = {}
+_CODES_MAX = 400_000
+
+
+def _code(text: str) -> int:
+    code = _CODES.get(text)
+    if code is None:
+        if len(_CODES) >= _CODES_MAX:
+            _CODES.clear()
+        code = _CODES[text] = code_hash(phonetic(text))
+    return code
+
+
+@lru_cache(maxsize=65536)
+def _token_codes(token: str) -> tuple[int, ...]:
+    """The codes of the keyed units one core token makes on its own: itself (unless an
+    initial), without a joined particle (``stripped``), as a Baltic spelling (``baltic``)."""
+    codes = [_code(token)] if len(token) > 1 else []
+    joined_particle = _STRIPPABLE.match(token)
+    if joined_particle:
+        codes.append(_code(token[len(joined_particle.group(1)) :]))
+    baltic = baltic_form(token)
+    if baltic is not None:
+        codes.append(_code(baltic))
+    return tuple(codes)
+
+
+def _variant_keys(
+    surname: list[str], given: list[str], keys: set[int], vocabulary: set[str], core: set[str]
+) -> None:
+    """Add to *keys* what ``unit_keys(parse_name(surname, given).keyed_units, ...)`` gives,
+    to *vocabulary* the texts of its token and joined units of :data:`MIN_FUZZY_LENGTH` or
+    more, to *core* its core tokens.
+
+    The same walk as :func:`parse_name`, but each keyed unit is only ``(code, mask, field)``
+    and crossed units are kept apart (single keys only). Which units exist, which are keyed
+    (more than one letter) and which pairs make keys follow :func:`parse_name` and
+    :func:`unit_keys` exactly; ``tests/test_screening_names.py`` compares the two on lists.
+    """
+    units: list[tuple[int, int, int]] = []  # (code, mask, field) of every keyed unit
+    token_masks = 0  # masks of keyed token units, OR-ed: how many distinct tokens are keyed
+    token_count = 0
+    firsts: list[str | None] = [None, None]
+    first_bits = [0, 0]
+    position = 0
+    for field, field_tokens in ((0, surname), (1, given)):
+        pending: list[str] = []
+        previous: tuple[str, int] | None = None  # (core token, its bit)
+        between: list[str] = []  # particles since the previous core token
+        for index, token in enumerate(field_tokens):
+            if token in PARTICLES and any(t not in PARTICLES for t in field_tokens[index + 1 :]):
+                pending.append(token)
+                if previous is not None:
+                    between.append(token)
+                continue
+            bit = 1 << position
+            position += 1
+            if firsts[field] is None:
+                firsts[field], first_bits[field] = token, bit
+            core.add(token)
+            for code in _token_codes(token):
+                units.append((code, bit, field))
+            if len(token) >= MIN_FUZZY_LENGTH:
+                vocabulary.add(token)
+            if len(token) > 1:
+                token_masks |= bit
+                token_count += 1
+            if pending:
+                units.append((_code("".join(pending) + token), bit, field))
+            if previous is not None and len(token) > 1 and len(previous[0]) > 1:
+                text = previous[0] + "".join(between) + token
+                units.append((_code(text), bit | previous[1], field))
+                if len(text) >= MIN_FUZZY_LENGTH:
+                    vocabulary.add(text)
+            previous, between, pending = (token, bit), [], []
+    crossed: list[int] = []
+    first_surname, first_given = firsts
+    if first_surname and first_given and len(first_surname) > 1 and len(first_given) > 1:
+        crossed = [_code(first_surname + first_given), _code(first_given + first_surname)]
+    has_surname = bool(crossed) or any(field == 0 for _, _, field in units)
+    if token_count <= 1 or not has_surname:
+        keys.update(code for code, _, _ in units)
+    else:
+        keys.update(code for code, _, field in units if field == 0)
+    keys.update(crossed)
+    count = len(units)
+    for i in range(count):
+        code_a, mask_a, field_a = units[i]
+        for j in range(i + 1, count):
+            code_b, mask_b, field_b = units[j]
+            if mask_a & mask_b or (has_surname and field_a and field_b):
+                continue
+            keys.add((code_a << 31) | code_b if code_a <= code_b else (code_b << 31) | code_a)
+
+
+@lru_cache(maxsize=8192)
+def _stored_index(stored: str) -> tuple[frozenset[int], frozenset[str], frozenset[str]]:
+    """The index keys, fuzzy vocabulary and core tokens of a person's stored names."""
     keys: set[int] = set()
-    for parsed in parse_stored(stored):
-        units = parsed.keyed_units
-        keys |= unit_keys(units, {u: (code_hash(phonetic(u.text)),) for u in units})
-    return frozenset(keys)
+    vocabulary: set[str] = set()
+    core: set[str] = set()
+    for variant in stored.split("|"):
+        surname, _, given = variant.partition("/")
+        _variant_keys(surname.split(), given.split(), keys, vocabulary, core)
+    return frozenset(keys), frozenset(vocabulary), frozenset(core)
 
 
 def person_tokens(stored: str) -> frozenset[str]:
     """The distinct core tokens of a person's names: what the vocabulary counts per person."""
-    return frozenset(t for parsed in parse_stored(stored) for t in parsed.core)
+    return _stored_index(stored)[2]
+
+
+@lru_cache(maxsize=65536)
+def _field_form(text: str) -> str:
+    # A name field's tokens as stored: surnames and given names repeat across a list.
+    return " ".join(tokens(text))
 
 
 def index_person(names: Iterable[Mapping[str, str]]) -> PersonIndex:
     """The :class:`PersonIndex` of a person entry's names."""
-    stored = store_form([name_fields(name) for name in names])
-    vocabulary = {
-        u.text
-        for parsed in parse_stored(stored)
-        for u in parsed.keyed_units
-        if u.kind in ("token", "joined") and len(u.text) >= MIN_FUZZY_LENGTH
-    }
-    return PersonIndex(stored, stored_keys(stored), frozenset(vocabulary))
+    stored, keys, vocabulary, _ = index_names(names)
+    return PersonIndex(stored, frozenset(keys), frozenset(vocabulary))
+
+
+def index_names(
+    names: Iterable[Mapping[str, str]],
+) -> tuple[str, tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
+    """What :func:`index_person` and :func:`person_tokens` give, in tuples: stored form, index
+    keys, vocabulary and core tokens (a bulk load's form: no cache, no objects kept)."""
+    # store_form([name_fields(name) for name in names]), each field's tokens found once
+    stored = "|".join(
+        _field_form(name.get("surname") or "") + "/" + _field_form(name.get("given_names") or "")
+        for name in names
+    )
+    keys: set[int] = set()
+    vocabulary: set[str] = set()
+    core: set[str] = set()
+    for variant in stored.split("|"):
+        surname, _, given = variant.partition("/")
+        _variant_keys(surname.split(), given.split(), keys, vocabulary, core)
+    return stored, tuple(keys), tuple(vocabulary), tuple(core)

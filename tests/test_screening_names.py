@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import pytest
 
+from edge.sim.watchlist import generate_persons
+from edge.sim.watchlist_field import field_persons
 from mqtt_schemas.name_matching import (
+    MIN_FUZZY_LENGTH,
     code_hash,
     deletions,
     document_key,
+    index_names,
     index_person,
+    name_fields,
     pair_key,
     parse_name,
+    parse_stored,
+    person_tokens,
     phonetic,
     state_code,
+    store_form,
+    stored_keys,
     tokens,
+    unit_keys,
 )
 
 
@@ -114,3 +124,59 @@ def test_index_of_a_person_keys_surname_pairs_and_learns_vocabulary():
     assert {garcia, lopez, pair_key(garcia, juan), pair_key(garcia, lopez)} <= index.keys
     # A hit always involves a surname, so given names alone are never a key.
     assert juan not in index.keys
+
+
+def _keys_through_units(stored: str) -> tuple[set[int], set[str], set[str]]:
+    """What the index of a stored name was before the fast path: units, then unit_keys."""
+    keys: set[int] = set()
+    vocabulary: set[str] = set()
+    for parsed in parse_stored(stored):
+        units = parsed.keyed_units
+        keys |= unit_keys(units, {u: (code_hash(phonetic(u.text)),) for u in units})
+        vocabulary |= {
+            u.text
+            for u in units
+            if u.kind in ("token", "joined") and len(u.text) >= MIN_FUZZY_LENGTH
+        }
+    core = {t for parsed in parse_stored(stored) for t in parsed.core}
+    return keys, vocabulary, core
+
+
+def _corpus() -> list[list[dict[str, str]]]:
+    names = [record["names"] for record, _ in generate_persons(3000, 7)]
+    names += [record["names"] for record, _ in field_persons(2000, 7)]
+    tricky = [
+        ("DE LA CRUZ AL-RASHID", "XIAO MING"),  # particles, joined and prefixed units
+        ("VANDERBERG", "J"),  # a particle written joined; an initial
+        ("LE", "VAN THANH"),  # particles that are names
+        ("DE A", "B C"),  # a particle before an initial: a keyed unit of one core letter
+        ("SERGEJS LAVROVS", "JURIJS"),  # baltic units
+        ("POL", "POL"),  # crossed units alike in both orders
+        ("", "MADONNA"),  # no surname
+        ("", "JOSE LUIS MARIA"),  # no surname: given-name pairs are keys
+        ("ALI", ""),  # one token
+        ("X", "Y Z"),  # nothing keyed but prefixes
+        ("BIN LADEN", "OSAMA BIN MOHAMMED BIN AWAD"),
+    ]
+    names += [[{"surname": s, "given_names": g}] for s, g in tricky]
+    names.append([{"surname": s, "given_names": g} for s, g in tricky[:3]])  # aliases
+    return names
+
+
+def test_index_keys_are_those_of_the_units():
+    # index_person and stored_keys compute keys without making units (an import's speed);
+    # they must give exactly what the units the matcher aligns give, or a hit is lost.
+    for names in _corpus():
+        index = index_person(names)
+        assert index.stored == store_form([name_fields(name) for name in names])
+        keys, vocabulary, core = _keys_through_units(index.stored)
+        assert index.keys == keys == stored_keys(index.stored), index.stored
+        assert index.vocabulary == vocabulary, index.stored
+        assert person_tokens(index.stored) == core, index.stored
+        stored, bulk_keys, bulk_vocabulary, bulk_core = index_names(names)
+        assert (stored, set(bulk_keys), set(bulk_vocabulary), set(bulk_core)) == (
+            index.stored,
+            keys,
+            vocabulary,
+            core,
+        )

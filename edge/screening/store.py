@@ -25,11 +25,11 @@ Tables (integers wherever a value repeats millions of times)::
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import sqlite3
 import string
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,13 +37,14 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from mqtt_schemas.list_formats import DocumentRow
 from mqtt_schemas.name_matching import (
-    PersonIndex,
     deletions,
     document_key,
+    index_names,
     index_person,
     person_tokens,
     state_code,
@@ -666,16 +667,8 @@ LOAD_CACHE_MIB = 128
 """SQLite's page cache while a :class:`Loader` loads, at least (the persons' entry-id index
 and the vocabulary take inserts all over them; the sorts of a bulk load use as much)."""
 INDEX_CACHE = 100_000
-"""Persons' names whose index a :class:`Loader` keeps (about 60 MB): names repeat, and a
-third of the benchmark's 1,050,000 persons have the names of one of the 100,000 before."""
-
-
-def _index_of(names: str) -> tuple[str, tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
-    """The stored form, index keys, vocabulary and counted tokens of a person's names (as
-    stored, JSON), in tuples: they take half the memory of the sets in a cache."""
-    index: PersonIndex = index_person(json.loads(names))
-    counted = person_tokens(index.stored)
-    return index.stored, tuple(index.keys), tuple(index.vocabulary), tuple(counted)
+"""Persons' names whose index a :class:`Loader` keeps (about 60 MB; emptied when full): names
+repeat, and a third of the benchmark's 1,050,000 persons have the names of one before."""
 
 
 class _Memo(dict[str, Any]):
@@ -690,6 +683,15 @@ class _Memo(dict[str, Any]):
         return value
 
 
+KEYS_CHUNK = 100_000
+"""Sorted index keys a :class:`Loader` writes with one statement (as Python objects)."""
+
+
+def _key_columns() -> tuple[array[int], array[int], array[int]]:
+    """Empty columns for staged index keys: key (up to 62 bits), bdate, pid."""
+    return array("q"), array("i"), array("q")
+
+
 class Loader:
     """Puts many entries into a store in few statements: what an import uses.
 
@@ -701,9 +703,12 @@ class Loader:
     temporary table and go in at :meth:`finish` sorted by their primary key, the unique
     index on entry ids built after them (ten million rows put in key order and one index
     sort, instead of ten million inserts at random places of two B-trees). Persons go in by
-    the thousand with the person ids SQLite would give them, their index keys staged and
-    put in sorted the same way, their tokens counted in memory; a person's index is computed
-    once per distinct names (:data:`INDEX_CACHE`). A bulk load is one transaction: a crash
+    the thousand with the person ids SQLite would give them; their index keys are kept in
+    three compact arrays (16 bytes a key) and put in at :meth:`finish` in key order, sorted
+    by numpy (SQLite's sort of the same eight million rows, staged in a temporary table, was
+    a third of the persons' import); their tokens are counted in memory; a person's index
+    (:func:`~mqtt_schemas.name_matching.index_names`, no unit objects made) is computed once
+    per distinct names (:data:`INDEX_CACHE`). A bulk load is one transaction: a crash
     or an error leaves the store as it was, never persons whose keys are not written yet.
 
     Into a table that already holds entries, persons go as :meth:`WatchlistStore.upsert`
@@ -727,7 +732,14 @@ class Loader:
         self._staged_documents = 0
         self._tokens: Counter[str] = Counter()
         self._texts: set[str] = set()  # vocabulary texts given their variants in this load
-        self._index = functools.lru_cache(maxsize=INDEX_CACHE)(_index_of)
+        # The index keys of the persons loaded, put in at the end sorted by numpy: sorting
+        # eight million rows in SQLite (staged in a temporary table, spilled to its files)
+        # took a quarter of a million persons' import.
+        self._keys = _key_columns()
+        # names (as stored, JSON) -> _index_of(names); emptied when full (names repeat at
+        # random across a list: as many hits as a least-recently-used cache, for less work)
+        self._index: dict[str, tuple[str, tuple[int, ...], tuple[str, ...], tuple[str, ...]]]
+        self._index = {}
         self._states = _Memo(state_code)
         self._lists = _Memo(store._list_id)
         (self._cache_size,) = self._sql.execute("PRAGMA cache_size").fetchone()
@@ -738,7 +750,6 @@ class Loader:
             self.bulk_persons = self._empty("persons")
             self.bulk_documents = self._empty("documents")
             if self.bulk_persons:
-                self._sql.execute("CREATE TEMP TABLE staged_keys (key, bdate, pid)")
                 self._sql.execute("CREATE TEMP TABLE staged_vocab (variant, text)")
                 self._next_pid = 1 + (
                     self._sql.execute("SELECT max(pid) FROM persons").fetchone()[0] or 0
@@ -804,7 +815,6 @@ class Loader:
             self._flush_documents()
             if self.bulk_persons:
                 self._settle_persons()
-                self._sql.execute("DROP TABLE temp.staged_keys")
                 self._sql.execute("DROP TABLE temp.staged_vocab")
             if self.bulk_documents:
                 self._load_documents()
@@ -848,13 +858,19 @@ class Loader:
         if not persons:
             return
         rows = []
-        keys: list[tuple[int, int, int]] = []
+        keys, bdates, pids = self._keys
+        staged = len(keys)
         vocabulary: set[str] = set()
         tokens: Counter[str] = Counter()
         pid = self._next_pid
         for entry_id, entry, list_id in persons:
             names = _names_json(entry["names"])
-            stored, person_keys, texts, counted = self._index(names)
+            found = self._index.get(names)
+            if found is None:
+                if len(self._index) >= INDEX_CACHE:
+                    self._index.clear()
+                found = self._index[names] = index_names(entry["names"])
+            stored, person_keys, texts, counted = found
             birth_date = entry.get("birth_date")
             rows.append(
                 (
@@ -870,7 +886,9 @@ class Loader:
                     entry["action"],
                 )
             )
-            keys += zip(person_keys, repeat(date_number(birth_date)), repeat(pid))
+            keys.extend(person_keys)
+            bdates.extend(repeat(date_number(birth_date), len(person_keys)))
+            pids.extend(repeat(pid, len(person_keys)))
             vocabulary.update(texts)
             tokens.update(counted)
             pid += 1
@@ -886,13 +904,14 @@ class Loader:
             # on an index made whole first (upsert removes the old one's keys and counts).
             self._sql.execute("ROLLBACK TO persons")
             self._sql.execute("RELEASE persons")
+            for column in self._keys:
+                del column[staged:]
             self._settle_persons()
             for entry_id, entry, _ in persons:
                 self.replaced += not self.store.upsert("person", entry_id, entry)
             self._next_pid = 1 + self._sql.execute("SELECT max(pid) FROM persons").fetchone()[0]
             return
         self._sql.execute("RELEASE persons")
-        self._sql.executemany("INSERT INTO staged_keys VALUES (?, ?, ?)", keys)
         fresh = vocabulary - self._texts
         self._texts |= fresh
         self._sql.executemany(
@@ -906,15 +925,20 @@ class Loader:
     def _settle_persons(self) -> None:
         """Put the staged index keys, fuzzy variants and token counts into their tables (the
         variants of a text already there are there: ignored, as _learn_texts skips them)."""
-        self._sql.execute(
-            "INSERT INTO person_keys (key, bdate, pid) "
-            "SELECT key, bdate, pid FROM staged_keys ORDER BY key, bdate, pid"
-        )
+        keys, bdates, pids = (np.frombuffer(column, column.typecode) for column in self._keys)
+        order = np.lexsort((pids, bdates, keys))  # the last is the first sort key
+        for start in range(0, len(order), KEYS_CHUNK):
+            chunk = order[start : start + KEYS_CHUNK]
+            self._sql.executemany(
+                "INSERT INTO person_keys (key, bdate, pid) VALUES (?, ?, ?)",
+                zip(*(column[chunk].tolist() for column in (keys, bdates, pids)), strict=True),
+            )
+        del keys, bdates, pids, order
+        self._keys = _key_columns()
         self._sql.execute(
             "INSERT OR IGNORE INTO vocab (variant, text) "
             "SELECT variant, text FROM staged_vocab ORDER BY variant, text"
         )
-        self._sql.execute("DELETE FROM staged_keys")
         self._sql.execute("DELETE FROM staged_vocab")
         self._sql.executemany(
             "INSERT INTO vocab_tokens (token, persons) VALUES (?, ?) "
