@@ -248,6 +248,19 @@ def test_the_card_readers_named_are_looked_up_in_pcscd(tmp_path, uplink_pki, age
             assert expected in lines[0]
 
 
+def test_a_usb_camera_not_plugged_in_warns_a_virtual_cameras_missing_images_are_fatal(
+    tmp_path, uplink_pki
+):
+    path = kiosk(tmp_path, uplink_pki, camera={"backend": "v4l2", "device": "/dev/video-none"})
+    found = findings(path)
+    assert [(f.level, f.key) for f in found] == [("warning", "camera.device")]
+    assert "/dev/video-none: no such device" in found[0].message
+    path = kiosk(tmp_path, uplink_pki, camera={"backend": "virtual", "source": "frames"})
+    assert [(f.level, f.key) for f in findings(path)] == [("fatal", "camera.source")]
+    (tmp_path / "frames").mkdir()
+    assert findings(path) == []
+
+
 def test_a_data_dir_that_is_a_file_and_plain_storage_marked_encrypted_are_fatal(
     tmp_path, uplink_pki
 ):

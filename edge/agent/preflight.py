@@ -103,6 +103,7 @@ def check(config: AgentConfig, *, now: dt.datetime | None = None) -> list[Findin
         lambda: _state(config),
         lambda: _mrz_port(config),
         lambda: _card_readers(config),
+        lambda: _camera(config),
     ]
     findings = [finding for run in checks for finding in _collect(run)]
     return sorted(findings, key=lambda finding: not finding.fatal)  # stable: config order
@@ -426,3 +427,24 @@ def _card_readers(config: AgentConfig) -> Iterator[Finding]:
         yield Finding(
             "warning", "card_reader.readers", f"no reader matches {wanted} (readers seen: {seen})"
         )
+
+
+def _camera(config: AgentConfig) -> Iterator[Finding]:
+    """A USB camera's device node (a warning: it may be plugged later), a virtual camera's
+    images (fatal: a file the configuration names). The Pi camera is found by libcamera."""
+    camera = config.camera
+    if camera is None:
+        return
+    if camera.backend == "v4l2":
+        if not os.path.exists(camera.device):
+            yield Finding(
+                "warning", "camera.device", f"{camera.device}: no such device (not plugged in?)"
+            )
+        elif not os.access(camera.device, os.R_OK | os.W_OK):
+            yield Finding(
+                "warning",
+                "camera.device",
+                f"{camera.device}: not readable and writable by {_user()} (group video?)",
+            )
+    elif camera.backend == "virtual" and camera.source is not None and not camera.source.exists():
+        raise _fatal("camera.source", f"{camera.source}: no such file or directory")
