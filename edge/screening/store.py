@@ -33,7 +33,6 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -687,9 +686,10 @@ KEYS_CHUNK = 100_000
 """Sorted index keys a :class:`Loader` writes with one statement (as Python objects)."""
 
 
-def _key_columns() -> tuple[array[int], array[int], array[int]]:
-    """Empty columns for staged index keys: key (up to 62 bits), bdate, pid."""
-    return array("q"), array("i"), array("q")
+def _key_columns() -> tuple[array[int], array[int], array[int], array[int]]:
+    """Empty columns for staged index keys: every key (up to 62 bits); and per person, how
+    many keys, the birth date (as ``bdate``) and the person id."""
+    return array("q"), array("q"), array("i"), array("q")
 
 
 class Loader:
@@ -736,11 +736,12 @@ class Loader:
         # eight million rows in SQLite (staged in a temporary table, spilled to its files)
         # took a quarter of a million persons' import.
         self._keys = _key_columns()
-        # names (as stored, JSON) -> _index_of(names); emptied when full (names repeat at
+        # names (as stored, JSON) -> index_names(names); emptied when full (names repeat at
         # random across a list: as many hits as a least-recently-used cache, for less work)
         self._index: dict[str, tuple[str, tuple[int, ...], tuple[str, ...], tuple[str, ...]]]
         self._index = {}
         self._states = _Memo(state_code)
+        self._dates = _Memo(date_number)
         self._lists = _Memo(store._list_id)
         (self._cache_size,) = self._sql.execute("PRAGMA cache_size").fetchone()
         if -1024 * LOAD_CACHE_MIB < self._cache_size < 0:  # negative: KiB, as we set it
@@ -858,8 +859,9 @@ class Loader:
         if not persons:
             return
         rows = []
-        keys, bdates, pids = self._keys
-        staged = len(keys)
+        keys, counts, bdates, pids = self._keys
+        staged = [len(column) for column in self._keys]
+        dates = self._dates
         vocabulary: set[str] = set()
         tokens: Counter[str] = Counter()
         pid = self._next_pid
@@ -887,8 +889,9 @@ class Loader:
                 )
             )
             keys.extend(person_keys)
-            bdates.extend(repeat(date_number(birth_date), len(person_keys)))
-            pids.extend(repeat(pid, len(person_keys)))
+            counts.append(len(person_keys))
+            bdates.append(dates[birth_date])
+            pids.append(pid)
             vocabulary.update(texts)
             tokens.update(counted)
             pid += 1
@@ -904,8 +907,8 @@ class Loader:
             # on an index made whole first (upsert removes the old one's keys and counts).
             self._sql.execute("ROLLBACK TO persons")
             self._sql.execute("RELEASE persons")
-            for column in self._keys:
-                del column[staged:]
+            for column, length in zip(self._keys, staged, strict=True):
+                del column[length:]
             self._settle_persons()
             for entry_id, entry, _ in persons:
                 self.replaced += not self.store.upsert("person", entry_id, entry)
@@ -925,7 +928,8 @@ class Loader:
     def _settle_persons(self) -> None:
         """Put the staged index keys, fuzzy variants and token counts into their tables (the
         variants of a text already there are there: ignored, as _learn_texts skips them)."""
-        keys, bdates, pids = (np.frombuffer(column, column.typecode) for column in self._keys)
+        keys, counts, dates, persons = (np.frombuffer(c, c.typecode) for c in self._keys)
+        bdates, pids = np.repeat(dates, counts), np.repeat(persons, counts)
         order = np.lexsort((pids, bdates, keys))  # the last is the first sort key
         for start in range(0, len(order), KEYS_CHUNK):
             chunk = order[start : start + KEYS_CHUNK]
@@ -933,7 +937,7 @@ class Loader:
                 "INSERT INTO person_keys (key, bdate, pid) VALUES (?, ?, ?)",
                 zip(*(column[chunk].tolist() for column in (keys, bdates, pids)), strict=True),
             )
-        del keys, bdates, pids, order
+        del keys, counts, dates, persons, bdates, pids, order
         self._keys = _key_columns()
         self._sql.execute(
             "INSERT OR IGNORE INTO vocab (variant, text) "
