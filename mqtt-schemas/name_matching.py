@@ -19,6 +19,10 @@ the matcher aligns and indexes:
 * every token in a Latvian or Lithuanian spelling of a Slavic name, as the Russian
   transliteration writes it (``baltic``: ``SERGEJS`` -> ``SERGEY``, ``LAVROVAS`` -> ``LAVROV``,
   ``JURIJS`` -> ``YURIY``): the nominative ending gone and J read as Y;
+* every token (and pair joined) as other romanizations and orthographies write it
+  (``spelling``, :func:`other_spellings`: Wade-Giles ``HSIAO`` -> ``XIAO``, Greek
+  ``KARAGIANNIS`` -> ``KARAYANNIS``, Mayan ``COC`` -> ``KOK``, ``XO`` -> ``SHO``), met only
+  by the other side's very token;
 * the first surname token and the first given name joined, in both orders (``crossed``:
   ``USMANOV, ALISHER`` -> ``USMANOVALISHER``, ``ALISHERUSMANOV``; ``POL, POT`` -> ``POLPOT``), so
   a name written as one word from structured fields still meets it.
@@ -197,19 +201,93 @@ _STRIPPABLE = re.compile(
 """Particles written joined to the name they introduce (a name of four letters or more)."""
 
 
-_BALTIC = re.compile(r"([A-Z]{2,}?(?:OV|EV|IN|J))(?:S|AS|US|IS)")
-"""A Latvian or Lithuanian masculine ending (-S, -AS, -US, -IS) on a Slavic stem (-OV, -EV,
--IN, or a J: Latvian and Lithuanian write the Russian short i, and YE, YU, YA, as J)."""
+_BALTIC = re.compile(r"([A-Z]{2,}?[B-DF-HJ-NP-TV-Z])(?:S|AS|US|IS)")
+"""A Latvian or Lithuanian masculine ending (-S, -AS, -US, -IS) on a stem of three letters or
+more ending in a consonant (IGORAS, IGORS; LAVROVAS; SERGEJS: Latvian and Lithuanian write the
+Russian short i, and YE, YU, YA, as J)."""
+_BALTIC_KH = re.compile(r"(?<![CSZKTPG])H")
+"""Latvian and Lithuanian write the Russian KH (X) as H: MIHAILS is MIKHAIL."""
 
 
 def baltic_form(token: str) -> str | None:
-    """A Latvian/Lithuanian spelling of a Slavic name as the Russian transliteration writes it
-    (``SERGEJS`` -> ``SERGEY``, ``LAVROVAS`` -> ``LAVROV``, ``JEVGENIJS`` -> ``YEVGENIY``), or
-    ``None`` when *token* is not one."""
+    """A Latvian/Lithuanian spelling of a name as the Russian transliteration writes it, the
+    nominative ending gone, J read as Y, C as TS and H as KH (``SERGEJS`` -> ``SERGEY``,
+    ``LAVROVAS`` -> ``LAVROV``, ``IGORAS`` -> ``IGOR``, ``MIHAILAS`` -> ``MIKHAIL``), or
+    ``None`` when *token* has no such ending."""
     match = _BALTIC.fullmatch(token)
     if match is None:
         return None
-    return match.group(1).replace("J", "Y")
+    stem = match.group(1).replace("J", "Y").replace("C", "TS")  # Latvian C is TS (KUZNECOVS)
+    return _BALTIC_KH.sub("KH", stem)
+
+
+# Wade-Giles, the older romanization of Chinese (Taiwan's passports, older lists), as pinyin:
+# one syllable, apostrophes lost (so CH may be J, Q or ZH; K, T, P may be G, D, B or
+# themselves: the phonetic skeleton already meets the aspirated reading).
+_WADE_GILES = re.compile(
+    r"(HS|CH|TS|TZ|SH|[KTPMFNLHYWSJ])?"
+    r"(IANG|IUNG|IEN|IEH|IAO|ANG|ENG|ING|UNG|UAN|UEI|UEH|IH|AI|AO|AN|EN|IA|IN|IU|OU|UA|UI|UN"
+    r"|UO|EI|A|E|I|O|U)"
+)
+_WG_INITIAL = {"HS": ("X",), "TS": ("Z",), "TZ": ("Z",), "K": ("G",), "T": ("D",), "P": ("B",)}
+_WG_FINAL = {"IEN": "IAN", "IEH": "IE", "UEH": "UE", "IH": "I", "UNG": "ONG", "IUNG": "IONG"}
+
+
+def wade_giles_forms(token: str) -> tuple[str, ...]:
+    """A Wade-Giles syllable as pinyin writes it (``HSIAO`` -> ``XIAO``, ``CHING`` -> ``JING``
+    and ``QING``, ``KUO`` -> ``GUO``, ``CHIH`` -> ``ZHI``, ``YUNG`` -> ``YONG``, ``LO`` ->
+    ``LUO``); nothing when *token* is not one syllable or pinyin writes it alike."""
+    match = _WADE_GILES.fullmatch(token)
+    if match is None:
+        return ()
+    initial, written = match.group(1) or "", match.group(2)
+    final = _WG_FINAL.get(written, written)
+    if initial == "CH":
+        initials: tuple[str, ...] = ("J", "Q") if final[0] in "IU" and written != "IH" else ()
+        if final[0] != "I" or written == "IH":
+            initials += ("ZH",)  # CHIH: ZHI, CHU: ZHU (and JU), CHA: ZHA
+    elif initial in ("L", "N", "T") and final == "O":
+        initials, final = _WG_INITIAL.get(initial, (initial,)), "UO"
+    else:
+        initials = _WG_INITIAL.get(initial, (initial,))
+    forms = (i + final for i in initials)
+    return tuple(f for f in dict.fromkeys(forms) if f != token)
+
+
+_GREEK_Y = re.compile(r"GI(?=[AEOU])")
+"""Greek GI before a vowel (Γι) is written Y as often: GIANNIS YANNIS, KARAGIANNIS KARAYANNIS."""
+_MAYAN_K = re.compile(r"QU(?=[EI])|C(?![HEIY])")
+"""The Mayan orthographies of Guatemala and Belize (1987 on) write K where the colonial one
+wrote C and QU: COC KOK, CAAL KAL, MAQUIN MAKIN."""
+_MAYAN_X = re.compile(r"^X(?=[AEIOU])|(?<=[AEIOU])X$")
+"""X in Mayan (and in Chinese pinyin) sounds SH, and Belizean spellings write it so: XO SHO,
+AX ASH."""
+
+
+def other_spellings(token: str) -> tuple[str, ...]:
+    """*token* as other romanizations and orthographies write it, by general rules (not lists
+    of names): Wade-Giles as pinyin (:func:`wade_giles_forms`), Greek GI as Y, CHR for a Greek
+    initial HR (HRISTOS), Y for a Slavic initial JE (JEGOROVA), the modern Mayan K for C and
+    QU, SH for a Mayan X.
+
+    Each is a unit of kind ``spelling``, which meets the other side's plain tokens exactly (a
+    spelling is not compared by sound or edits: two approximations on top of each other find
+    namesakes), so one direction of each rule serves both sides."""
+    return _other_spellings(token) if len(token) > 1 else ()
+
+
+@lru_cache(maxsize=65536)
+def _other_spellings(token: str) -> tuple[str, ...]:
+    forms = list(wade_giles_forms(token))
+    forms.append(_GREEK_Y.sub("Y", token))
+    if token.startswith("HR"):
+        forms.append("C" + token)
+    if token.startswith("JE"):
+        forms.append("Y" + token[1:])  # Slavic JE (Latvian, German): JEKATERINA YEKATERINA
+    mayan = _MAYAN_K.sub("K", token)
+    forms.append(mayan)
+    forms.append(_MAYAN_X.sub("SH", mayan))
+    return tuple(f for f in dict.fromkeys(forms) if f != token and len(f) > 1)
 
 
 ORGANISATION_WORDS = _words(
@@ -238,7 +316,8 @@ class Unit:
     """0 surname, 1 given names."""
     kind: str
     """token, joined, prefixed (particles joined on), stripped (a joined particle removed),
-    baltic (a Latvian/Lithuanian spelling as the Russian transliteration) or crossed (the first
+    baltic (a Latvian/Lithuanian spelling as the Russian transliteration), spelling (another
+    romanization or orthography: :func:`other_spellings`) or crossed (the first
     surname and given name joined, either order)."""
     shown: str = ""
     """How the unit is written in the name it comes from (``AL RASHID`` for ``ALRASHID``)."""
@@ -305,10 +384,15 @@ def parse_name(surname: list[str], given: list[str]) -> Name:
             baltic = baltic_form(token)
             if baltic is not None:
                 units.append(Unit(baltic, bit, field, "baltic", f"{token} as {baltic}"))
+            for spelling in other_spellings(token):
+                units.append(Unit(spelling, bit, field, "spelling", f"{token} as {spelling}"))
             if previous is not None and len(token) > 1 and len(core[previous[0]]) > 1:
                 parts = (core[previous[0]], *previous[1], token)
                 mask = bit | (1 << previous[0])
                 units.append(Unit("".join(parts), mask, field, "joined", " ".join(parts)))
+                shown = " ".join(parts)
+                for text in _joined_spellings(parts):
+                    units.append(Unit(text, mask, field, "spelling", f"{shown} as {text}"))
             previous = (position, [])
             pending = []
     first = [fields.index(f) if f in fields else -1 for f in (0, 1)]
@@ -318,6 +402,17 @@ def parse_name(surname: list[str], given: list[str]) -> Name:
         units.append(Unit(surname + given, mask, 0, "crossed", f"{surname} {given}"))
         units.append(Unit(given + surname, mask, 0, "crossed", f"{given} {surname}"))
     return Name(tuple(core), tuple(fields), tuple(units))
+
+
+def _joined_spellings(parts: tuple[str, ...]) -> list[str]:
+    """Two tokens (and the particles between them) joined, either token in another spelling
+    (:func:`other_spellings`): MING HSIAO as MINGXIAO."""
+    first, *between, last = parts
+    middle = "".join(between)
+    firsts, lasts = (first, *other_spellings(first)), (last, *other_spellings(last))
+    texts = dict.fromkeys(a + middle + b for a in firsts for b in lasts)
+    texts.pop(first + middle + last, None)
+    return list(texts)
 
 
 @lru_cache(maxsize=8192)
@@ -512,6 +607,7 @@ def _token_codes(token: str) -> tuple[int, ...]:
     baltic = baltic_form(token)
     if baltic is not None:
         codes.append(_code(baltic))
+    codes += (_code(spelling) for spelling in other_spellings(token))
     return tuple(codes)
 
 
@@ -558,10 +654,13 @@ def _variant_keys(
             if pending:
                 units.append((_code("".join(pending) + token), bit, field))
             if previous is not None and len(token) > 1 and len(previous[0]) > 1:
-                text = previous[0] + "".join(between) + token
+                parts = (previous[0], *between, token)
+                text = "".join(parts)
                 units.append((_code(text), bit | previous[1], field))
                 if len(text) >= MIN_FUZZY_LENGTH:
                     vocabulary.add(text)
+                for text in _joined_spellings(parts):
+                    units.append((_code(text), bit | previous[1], field))
             previous, between, pending = (token, bit), [], []
     crossed: list[int] = []
     first_surname, first_given = firsts

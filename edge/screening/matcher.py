@@ -20,7 +20,9 @@ Persons
        the threshold (``MAX_WITH_DOB_CONFLICT``). At most ``MAX_CANDIDATES`` candidates,
        those sharing the most keys first, are scored.
     3. Each name of a candidate is aligned with the query's: units are paired greedily by
-       similarity (exact 1.0; joined/prefixed/stripped forms 0.97; same phonetic skeleton
+       similarity (exact 1.0; joined/prefixed/stripped forms and other spellings 0.97, a
+       spelling by another romanization only when it is the other side's very token; same
+       phonetic skeleton
        0.6 + 0.4 x edit similarity, if the spellings are at least half alike; within 1, 2 or 3
        edits by length: the edit similarity; a truncated token 0.85; an initial 0.8), each
        token used once. The name score is the weighted mean similarity, less 0.30 for each
@@ -293,6 +295,8 @@ _MAX_EDITS = (0, 0, 0, 0, 1, 1, 1, 2, 2, 2)  # by the shorter token's length; 3 
 MIN_TRUNCATED = 6
 """A prefix this long of a longer token is taken as the token cut short (MRZ truncation)."""
 _JOINED = ("joined", "crossed")
+_JOINED_KINDS = frozenset(("token", "joined", "crossed", "prefixed", "stripped"))
+"""Unit kinds whose exact match is the same letters joined or split, not another spelling."""
 
 
 def token_similarity(a: str, b: str) -> tuple[float, str]:
@@ -396,9 +400,15 @@ def compare_names(
             score, how = found
             if score <= 0.0:
                 continue
+            if how != "exact" and "spelling" in (qu.kind, eu.kind):
+                continue  # another spelling meets the very token, or nothing
             if q_virtual or e_virtual:
                 if how == "exact":
-                    how = "transliteration" if "baltic" in (qu.kind, eu.kind) else "joined"
+                    how = (
+                        "joined"
+                        if _JOINED_KINDS.issuperset((qu.kind, eu.kind))
+                        else "transliteration"
+                    )
                     score = 0.97
                 weight = max(qu.mask.bit_count(), eu.mask.bit_count())
                 candidates.append((score, weight, False, qu, eu, how))

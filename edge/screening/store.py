@@ -60,7 +60,7 @@ __all__ = [
     "date_number",
 ]
 
-INDEX_FORMAT = 6
+INDEX_FORMAT = 7
 """Bumped whenever normalization or keys change: an older store must be re-indexed."""
 
 _SCHEMA = """
