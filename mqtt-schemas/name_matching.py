@@ -404,7 +404,8 @@ def parse_name(surname: list[str], given: list[str]) -> Name:
     return Name(tuple(core), tuple(fields), tuple(units))
 
 
-def _joined_spellings(parts: tuple[str, ...]) -> list[str]:
+@lru_cache(maxsize=65536)
+def _joined_spellings(parts: tuple[str, ...]) -> tuple[str, ...]:
     """Two tokens (and the particles between them) joined, either token in another spelling
     (:func:`other_spellings`): MING HSIAO as MINGXIAO."""
     first, *between, last = parts
@@ -412,7 +413,7 @@ def _joined_spellings(parts: tuple[str, ...]) -> list[str]:
     firsts, lasts = (first, *other_spellings(first)), (last, *other_spellings(last))
     texts = dict.fromkeys(a + middle + b for a in firsts for b in lasts)
     texts.pop(first + middle + last, None)
-    return list(texts)
+    return tuple(texts)
 
 
 @lru_cache(maxsize=8192)
@@ -682,8 +683,7 @@ def _variant_keys(
             keys.add((code_a << 31) | code_b if code_a <= code_b else (code_b << 31) | code_a)
 
 
-@lru_cache(maxsize=8192)
-def _stored_index(stored: str) -> tuple[frozenset[int], frozenset[str], frozenset[str]]:
+def _index_sets(stored: str) -> tuple[set[int], set[str], set[str]]:
     """The index keys, fuzzy vocabulary and core tokens of a person's stored names."""
     keys: set[int] = set()
     vocabulary: set[str] = set()
@@ -691,6 +691,12 @@ def _stored_index(stored: str) -> tuple[frozenset[int], frozenset[str], frozense
     for variant in stored.split("|"):
         surname, _, given = variant.partition("/")
         _variant_keys(surname.split(), given.split(), keys, vocabulary, core)
+    return keys, vocabulary, core
+
+
+@lru_cache(maxsize=8192)
+def _stored_index(stored: str) -> tuple[frozenset[int], frozenset[str], frozenset[str]]:
+    keys, vocabulary, core = _index_sets(stored)
     return frozenset(keys), frozenset(vocabulary), frozenset(core)
 
 
@@ -721,10 +727,5 @@ def index_names(
         _field_form(name.get("surname") or "") + "/" + _field_form(name.get("given_names") or "")
         for name in names
     )
-    keys: set[int] = set()
-    vocabulary: set[str] = set()
-    core: set[str] = set()
-    for variant in stored.split("|"):
-        surname, _, given = variant.partition("/")
-        _variant_keys(surname.split(), given.split(), keys, vocabulary, core)
+    keys, vocabulary, core = _index_sets(stored)
     return stored, tuple(keys), tuple(vocabulary), tuple(core)
