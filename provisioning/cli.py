@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from mqtt_schemas import TopicError
+from mqtt_schemas.cli_pipes import PipeSafeGroup
 
 from .broker import (
     BrokerConfig,
@@ -19,7 +20,6 @@ from .broker import (
     revoke_device,
     write_config,
 )
-from .pipes import PipeSafeGroup
 from .pki import DEFAULT_DAYS, Pki, PkiError, current_devices, public_identity
 
 PKI_DIR = click.option(

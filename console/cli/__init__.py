@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from provisioning.pipes import PipeSafeGroup
+from mqtt_schemas.cli_pipes import PipeSafeGroup
 
 from .alerts import alerts_group
 from .audit import audit_group

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import click
 
+from mqtt_schemas.cli_pipes import PipeSafeGroup
+
 from .camera import camera
 from .card import card
-from .common import PipeSafeGroup
 from .enroll import enroll_command
 from .face import face
 from .mrz import mrz

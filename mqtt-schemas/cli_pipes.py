@@ -1,10 +1,10 @@
-"""Quiet ends in a pipe whose reader left, for the server side's command lines.
+"""Quiet ends in a pipe whose reader left, for every Borderlane command line.
 
-``borderlane-console export crossings ... | head -2`` and ``borderlane-provision ... | head``
-must stop as Unix tools do: quietly, status 0. :class:`PipeSafeGroup` is the top command group
-of ``borderlane-provision`` and ``borderlane-console`` (the console imports it from here). The
-kiosk's ``borderlane-edge`` has the same class in ``edge/cli/common.py``: the kiosk shares no
-code with the server side but the wire contract (tests/test_house_rules.py).
+``borderlane-console export crossings ... | head -2``, ``borderlane-edge ... | head`` and
+``borderlane-provision ... | head`` must stop as Unix tools do: quietly, status 0.
+:class:`PipeSafeGroup` is the top command group of all three. It lives here, beside the wire
+contract, because this package is the only code the kiosk and the server side share
+(tests/test_house_rules.py).
 """
 
 from __future__ import annotations
